@@ -1,0 +1,58 @@
+"""The service's errors: each carries its HTTP status; one handler turns them into JSON."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base of every error a client may see; ``message`` is safe to show."""
+
+    status_code = 500
+
+    def __init__(self, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict:
+        """The JSON body of the error response."""
+        return {"error": self.message, **self.extra}
+
+
+class BadRequest(ApiError):
+    """The request cannot be understood or fails validation."""
+
+    status_code = 400
+
+
+class Unauthorized(ApiError):
+    """An admin endpoint was called without the right bearer token."""
+
+    status_code = 401
+
+
+class Forbidden(ApiError):
+    """Admin endpoints are disabled (no ADMIN_TOKEN configured)."""
+
+    status_code = 403
+
+
+class NotFound(ApiError):
+    """The named resource does not exist."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(ApiError):
+    """The body is over the configured limit."""
+
+    status_code = 413
+
+
+class ModelUnavailable(ApiError):
+    """No model can serve the request right now."""
+
+    status_code = 503
+
+
+class IntegrityError(Exception):
+    """A model artifact does not match the sha256 recorded in its manifest."""

@@ -1,0 +1,288 @@
+"""The OpenAPI 3.1 description of every endpoint (served at /openapi.json, checked by the tests)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json_response(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Invalid input", 401: "Missing or wrong admin token", 403: "Admin endpoints disabled",
+            404: "Not found", 413: "Body too large", 503: "Unavailable"}
+    return {str(c): _json_response(text[c], ERROR) for c in codes}
+
+
+ROW = {
+    "oneOf": [
+        {"type": "array", "items": {"type": "number"}, "minItems": 1},
+        {"type": "object", "additionalProperties": {"type": "number"}},
+    ]
+}
+
+SCHEMAS: dict = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "PredictRequest": {
+        "type": "object",
+        "properties": {
+            "features": ROW,
+            "instances": {"type": "array", "items": ROW, "minItems": 1},
+            "user_id": {"type": ["string", "integer"]},
+        },
+        "additionalProperties": False,
+    },
+    "Prediction": {
+        "type": "object",
+        "required": ["prediction", "class_name", "probabilities", "model_version", "prediction_id", "timestamp", "latency_ms"],
+        "properties": {
+            "prediction": {"type": "integer"},
+            "class_name": {"type": "string"},
+            "probabilities": {"type": "array", "items": {"type": "number"}},
+            "model_version": {"type": "string"},
+            "prediction_id": {"type": "string", "format": "uuid"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "latency_ms": {"type": "number"},
+        },
+    },
+    "BatchPrediction": {
+        "type": "object",
+        "required": ["predictions", "class_names", "probabilities", "prediction_ids", "model_version", "timestamp", "latency_ms"],
+        "properties": {
+            "predictions": {"type": "array", "items": {"type": "integer"}},
+            "class_names": {"type": "array", "items": {"type": "string"}},
+            "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            "prediction_ids": {"type": "array", "items": {"type": "string"}},
+            "model_version": {"type": "string"},
+            "timestamp": {"type": "string"},
+            "latency_ms": {"type": "number"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "timestamp", "models_loaded", "models"],
+        "properties": {
+            "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+            "timestamp": {"type": "string"},
+            "models_loaded": {"type": "boolean"},
+            "backend": {"enum": ["fast", "sklearn"]},
+            "models": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["sha256", "accuracy", "n_estimators"],
+                    "properties": {"sha256": {"type": "string"}, "accuracy": NUMBER_OR_NULL,
+                                   "n_estimators": {"type": ["integer", "null"]}},
+                },
+            },
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Config": {
+        "type": "object",
+        "required": ["total_weight", "weights", "experiment"],
+        "properties": {
+            "total_weight": {"type": "integer"},
+            "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "experiment": {
+                "type": "object",
+                "required": ["id", "started_at", "source"],
+                "properties": {"id": {"type": "integer"}, "started_at": {"type": "string"}, "source": {"type": "string"}},
+            },
+            "sticky": {"type": "object"},
+        },
+        "patternProperties": {"^model_.+_weight$": {"type": "integer"}},
+    },
+    "WeightsUpdate": {
+        "type": "object",
+        "required": ["weights"],
+        "properties": {"weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}},
+    },
+    "Manifest": {
+        "type": "object",
+        "required": ["feature_names", "class_names", "versions", "features"],
+        "properties": {
+            "feature_names": {"type": "array", "items": {"type": "string"}},
+            "class_names": {"type": "array", "items": {"type": "string"}},
+            "features": {"type": "object"},
+            "versions": {"type": "object", "additionalProperties": {"type": "object", "required": ["file", "sha256"]}},
+            "loaded": {"type": "array", "items": {"type": "string"}},
+            "failed": {"type": "object"},
+        },
+    },
+    "ReloadResult": {
+        "type": "object",
+        "required": ["status", "generation", "models", "reloaded", "failed", "kept_previous"],
+        "properties": {
+            "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+            "generation": {"type": "integer"},
+            "models": {"type": "object", "additionalProperties": {"type": "string"}},
+            "reloaded": {"type": "array", "items": {"type": "string"}},
+            "failed": {"type": "object", "additionalProperties": {"type": "string"}},
+            "kept_previous": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Drift": {
+        "type": "object",
+        "required": ["drift_score", "threshold", "drift_detected", "status", "window_size", "samples", "features", "timestamp"],
+        "properties": {
+            "drift_score": {"type": "number", "minimum": 0, "maximum": 1},
+            "threshold": {"type": "number"},
+            "drift_detected": {"type": "boolean"},
+            "status": {"enum": ["OK", "WARNING", "INSUFFICIENT_DATA"]},
+            "window_size": {"type": "integer"},
+            "samples": {"type": "integer"},
+            "timestamp": {"type": "string"},
+            "features": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["test", "statistic", "p_value", "psi", "mean_shift_sd", "drifted"],
+                    "properties": {
+                        "test": {"type": "string"}, "statistic": {"type": "number"}, "p_value": {"type": "number"},
+                        "p_value_adjusted": {"type": "number"}, "psi": {"type": "number"},
+                        "mean_shift_sd": {"type": "number"}, "drifted": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    },
+    "FeedbackRequest": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/FeedbackItem"},
+            {"type": "object", "required": ["feedback"],
+             "properties": {"feedback": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}}}},
+        ]
+    },
+    "FeedbackItem": {
+        "type": "object",
+        "required": ["prediction_id", "label"],
+        "properties": {"prediction_id": {"type": "string"}, "label": {"type": ["integer", "string"]}},
+    },
+    "FeedbackResult": {
+        "type": "object",
+        "required": ["prediction_id", "model_version", "prediction", "label", "correct"],
+        "properties": {
+            "prediction_id": {"type": "string"}, "model_version": {"type": "string"},
+            "prediction": {"type": "integer"}, "label": {"type": "integer"}, "correct": {"type": "boolean"},
+            "corrected": {"type": "boolean"},
+        },
+    },
+    "FeedbackBatchResult": {
+        "type": "object",
+        "required": ["results", "not_found", "accepted"],
+        "properties": {
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackResult"}},
+            "not_found": {"type": "array", "items": {"type": "string"}},
+            "accepted": {"type": "integer"},
+        },
+    },
+    "Variant": {
+        "type": "object",
+        "required": ["weight", "expected_share", "requests", "observed_share", "labeled", "correct", "accuracy",
+                     "accuracy_ci95", "latency_p50_ms", "latency_p95_ms"],
+        "properties": {
+            "weight": {"type": "integer"}, "expected_share": {"type": "number"}, "requests": {"type": "integer"},
+            "observed_share": NUMBER_OR_NULL, "labeled": {"type": "integer"}, "correct": {"type": "integer"},
+            "accuracy": NUMBER_OR_NULL,
+            "accuracy_ci95": {"type": ["array", "null"], "items": {"type": "number"}},
+            "latency_p50_ms": NUMBER_OR_NULL, "latency_p95_ms": NUMBER_OR_NULL,
+        },
+    },
+    "Comparison": {
+        "type": "object",
+        "required": ["baseline", "challenger", "accuracy_diff", "p_value", "significant", "method"],
+        "properties": {
+            "baseline": {"type": "string"}, "challenger": {"type": "string"}, "accuracy_diff": NUMBER_OR_NULL,
+            "p_value": NUMBER_OR_NULL, "p_value_adjusted": NUMBER_OR_NULL, "significant": {"type": "boolean"},
+            "method": {"type": ["string", "null"]},
+            "samples_needed_per_variant": {"type": ["integer", "null"]},
+            "additional_samples_needed": {"type": ["integer", "null"]},
+            "winner": {"type": ["string", "null"]},
+        },
+    },
+    "ABReport": {
+        "type": "object",
+        "required": ["experiment", "since", "baseline", "variants", "comparison", "comparisons", "srm", "recommendation"],
+        "properties": {
+            "experiment": {"type": "object", "required": ["id", "started_at", "weights"]},
+            "since": {"type": "string"},
+            "generated_at": {"type": "string"},
+            "baseline": {"type": ["string", "null"]},
+            "alpha": {"type": "number"},
+            "variants": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Variant"}},
+            "comparison": {"oneOf": [{"$ref": "#/components/schemas/Comparison"}, {"type": "null"}]},
+            "comparisons": {"type": "array", "items": {"$ref": "#/components/schemas/Comparison"}},
+            "srm": {"type": "object", "required": ["p_value", "mismatch"],
+                    "properties": {"p_value": NUMBER_OR_NULL, "mismatch": {"type": "boolean"}}},
+            "recommendation": {"type": "string"},
+        },
+    },
+}
+
+ADMIN = [{"bearerAuth": []}]
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    """The whole OpenAPI document."""
+    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "MLOps model-serving API", "version": "1.0.0",
+                 "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback."},
+        "paths": {
+            "/predict": {"post": {
+                "summary": "Predict one row (features) or a batch (instances); sticky with user_id or X-User-ID",
+                "parameters": [{"name": "X-User-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}}},
+                "responses": {"200": _json_response("The prediction", {"oneOf": [ref("Prediction"), ref("BatchPrediction")]}),
+                              **_errors(400, 413, 503)},
+            }},
+            "/health": {"get": {"summary": "Liveness and loaded models",
+                                "responses": {"200": _json_response("Serving", ref("Health")),
+                                              "503": _json_response("No model loaded", ref("Health"))}}},
+            "/config": {
+                "get": {"summary": "Current A/B weights and experiment period",
+                        "responses": {"200": _json_response("Weights", ref("Config"))}},
+                "put": {"summary": "Change the A/B weights (admin); starts a new experiment period",
+                        "security": ADMIN,
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WeightsUpdate")}}},
+                        "responses": {"200": _json_response("New weights", ref("Config")), **_errors(400, 401, 403, 503)}},
+            },
+            "/models": {"get": {"summary": "The model manifest",
+                                "responses": {"200": _json_response("Manifest", ref("Manifest")), **_errors(503)}}},
+            "/models/reload": {"post": {"summary": "Reload models from MODELS_DIR in every worker (admin)",
+                                        "security": ADMIN,
+                                        "responses": {"200": _json_response("Reload result", ref("ReloadResult")),
+                                                      "503": _json_response("Nothing loaded", ref("ReloadResult")),
+                                                      **_errors(401, 403)}}},
+            "/drift": {"get": {"summary": "Drift of the live window against the training data",
+                               "responses": {"200": _json_response("Drift report", ref("Drift")), **_errors(503)}}},
+            "/feedback": {"post": {
+                "summary": "Record the true label of a prediction (or a batch of them)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("FeedbackRequest")}}},
+                "responses": {"200": _json_response("Recorded", {"oneOf": [ref("FeedbackResult"), ref("FeedbackBatchResult")]}),
+                              **_errors(400, 404, 503)},
+            }},
+            "/ab/report": {"get": {
+                "summary": "Which version is better, and how sure we are",
+                "parameters": [{"name": "since", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": _json_response("A/B report", ref("ABReport")), **_errors(400, 503)},
+            }},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "Prometheus text format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": _json_response("OpenAPI document", {"type": "object"})}}},
+            "/": {"get": {"summary": "Endpoint index", "responses": {"200": _json_response("Index", {"type": "object"})}}},
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,176 @@
+"""The model registry: manifest, integrity checks, loading and hot reload.
+
+Every pickle's sha256 is checked against ``manifest.json`` *before* it is unpickled: a file that
+does not match is never loaded. A ``ModelSet`` is immutable; a reload builds a new one and the
+service swaps the reference, so requests in flight finish on the set they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from app.errors import IntegrityError
+from app.predictor import Predictor, build_predictor
+
+MANIFEST_NAME = "manifest.json"
+STATS_NAME = "training_stats.pkl"
+
+log = logging.getLogger(__name__)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_verified(path: Path, expected_sha256: str) -> Any:
+    """Unpickle ``path`` only if its sha256 matches the manifest's."""
+    if not path.is_file():
+        raise IntegrityError(f"{path.name} is missing")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise IntegrityError(f"{path.name} sha256 mismatch (manifest {expected_sha256[:12]}…, file {actual[:12]}…)")
+    return joblib.load(path)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """One servable model version."""
+
+    version: str
+    meta: dict
+    estimator: Any
+    predictor: Predictor
+
+    @property
+    def sha256(self) -> str:
+        """The verified sha256 of the pickle this version was loaded from."""
+        return self.meta["sha256"]
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Everything loaded from one models directory at one moment."""
+
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    backend: str = "fast"
+    loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input feature names, in model order."""
+        return list(self.manifest.get("feature_names", []))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, indexed by predicted class."""
+        return list(self.manifest.get("class_names", []))
+
+    @property
+    def status(self) -> str:
+        """'healthy', 'degraded' (something failed but a model serves) or 'unhealthy' (nothing serves)."""
+        if not self.versions:
+            return "unhealthy"
+        return "degraded" if self.failed else "healthy"
+
+
+def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet | None = None) -> ModelSet:
+    """Load and verify every version in ``models_dir``.
+
+    With ``previous``, unchanged versions are reused as they are and a version whose new files
+    fail to load keeps serving its previous model (reported in ``failed``).
+    """
+    models_dir = Path(models_dir)
+    try:
+        manifest = json.loads((models_dir / MANIFEST_NAME).read_text())
+        _check_manifest(manifest)
+    except FileNotFoundError:
+        return _keep_previous(previous, f"{MANIFEST_NAME} not found in {models_dir}: run python app/train_model.py")
+    except (ValueError, KeyError, TypeError) as exc:
+        return _keep_previous(previous, f"{MANIFEST_NAME} is invalid: {exc}")
+
+    compatible = previous is not None and (
+        previous.feature_names == manifest["feature_names"] and previous.class_names == manifest["class_names"]
+    )
+    versions: dict[str, LoadedVersion] = {}
+    failed: dict[str, str] = {}
+    for version, meta in manifest["versions"].items():
+        old = previous.versions.get(version) if compatible else None
+        if old is not None and old.sha256 == meta["sha256"] and old.predictor.backend == backend:
+            versions[version] = LoadedVersion(version, meta, old.estimator, old.predictor)
+            continue
+        try:
+            estimator = load_verified(models_dir / meta["file"], meta["sha256"])
+            _check_estimator(estimator, manifest)
+            versions[version] = LoadedVersion(version, meta, estimator, build_predictor(estimator, backend))
+        except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
+            reason = str(exc) if isinstance(exc, IntegrityError) else f"cannot load {meta.get('file')}: {exc}"
+            failed[version] = reason
+            if old is not None:
+                versions[version] = old
+                log.error("model %s refused (%s); keeping the previously loaded model", version, reason)
+            else:
+                log.error("model %s refused and not served: %s", version, reason)
+
+    reference = previous.reference if compatible and previous else None
+    try:
+        stats_meta = manifest["training_stats"]
+        stats = load_verified(models_dir / stats_meta["file"], stats_meta["sha256"])
+        reference = np.asarray(stats["reference"], dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - drift is unavailable, predictions still serve
+        failed["training_stats"] = str(exc)
+        log.error("training statistics refused: %s", exc)
+
+    return ModelSet(versions=versions, failed=failed, manifest=manifest, reference=reference, backend=backend)
+
+
+def _keep_previous(previous: ModelSet | None, reason: str) -> ModelSet:
+    """A whole-set failure: keep what served before, or serve nothing."""
+    log.error("model set not loaded: %s", reason)
+    if previous is None or not previous.versions:
+        return ModelSet(failed={"manifest": reason})
+    return ModelSet(
+        versions=previous.versions,
+        failed={**previous.failed, "manifest": reason},
+        manifest=previous.manifest,
+        reference=previous.reference,
+        backend=previous.backend,
+    )
+
+
+def _check_manifest(manifest: dict) -> None:
+    """Raise if the manifest lacks what loading needs."""
+    for key in ("feature_names", "class_names", "versions", "training_stats"):
+        if key not in manifest:
+            raise KeyError(f"missing {key!r}")
+    if not manifest["versions"]:
+        raise ValueError("no versions listed")
+    for version, meta in manifest["versions"].items():
+        if not isinstance(meta, dict) or "file" not in meta or "sha256" not in meta:
+            raise ValueError(f"version {version!r} lacks file or sha256")
+
+
+def _check_estimator(estimator: Any, manifest: dict) -> None:
+    """The unpickled object must be a classifier that fits the manifest's features and classes."""
+    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "estimators_"):
+        raise TypeError(f"{type(estimator).__name__} is not a fitted forest classifier")
+    if int(estimator.n_features_in_) != len(manifest["feature_names"]):
+        raise ValueError(f"expects {estimator.n_features_in_} features, manifest lists {len(manifest['feature_names'])}")
+    if list(estimator.classes_) != list(range(len(manifest["class_names"]))):
+        raise ValueError("classes do not match the manifest's class names")

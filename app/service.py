@@ -1,0 +1,349 @@
+"""The serving core of one worker: models, router, state store and prediction log, kept in step.
+
+Flask handlers call these methods; nothing here knows about HTTP. Shared state lives in the
+store, and a background thread in each worker re-reads it every STATE_POLL_SECONDS, so a weights
+change or a model reload made through any worker reaches every worker within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from app import drift, experiment, metrics
+from app.errors import BadRequest, ModelUnavailable, NotFound
+from app.prediction_log import PredictionLog
+from app.registry import ModelSet, load_model_set
+from app.router import NoRoutableModel, Router, hash_user, validate_weights
+from app.settings import Settings
+from app.store import Experiment, PredictionRecord, Store, StoreUnavailable, open_store
+from app.validation import PredictRequest
+
+log = logging.getLogger(__name__)
+
+_DRIFT_CACHE_SECONDS = 1.0
+_ACCURACY_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The outcome of one /predict request."""
+
+    version: str
+    classes: list[int]
+    class_names: list[str]
+    probabilities: list[list[float]]
+    prediction_ids: list[str]
+    timestamp: str
+    latency_ms: float
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def iso(ts: float) -> str:
+    """A unix time as ISO-8601 UTC."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+class Service:
+    """Everything one worker needs to serve, report and administer."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.database_url)
+        self.models: ModelSet = load_model_set(settings.models_dir, settings.predict_backend)
+        self._generation = self._safe(self.store.generation, 0)
+        env_weights = settings.weights_for(list(self.models.manifest.get("versions", {})))
+        fallback = Experiment(0, time.time(), env_weights, env_weights, "env")
+        self.experiment: Experiment = self._safe(
+            lambda: self.store.ensure_experiment(env_weights, env_weights), fallback
+        )
+        self.router = Router(self.experiment.weights, servable=list(self.models.versions))
+        self.prediction_log = PredictionLog(
+            self.store,
+            flush_seconds=settings.log_flush_seconds,
+            max_queue=settings.log_queue_size,
+            retention_rows=settings.log_retention_rows,
+            on_lost=lambda reason, n: metrics.LOG_ERRORS.labels(reason).inc(n),
+        )
+        self._reload_lock = threading.Lock()
+        self._drift_cache: tuple[float, dict] | None = None
+        self._accuracy_cache: tuple[float, int, dict] | None = None
+        self._stop = threading.Event()
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="state-sync", daemon=True)
+        self._sync_thread.start()
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def predict(self, request: PredictRequest, started: float) -> Prediction:
+        """Route, predict, log and count one request (a batch goes to one version)."""
+        models, router, exp = self.models, self.router, self.experiment
+        try:
+            version = router.choose(request.user_id, salt=self.settings.experiment_salt)
+        except NoRoutableModel as exc:
+            raise ModelUnavailable(str(exc)) from None
+        loaded = models.versions[version]
+        proba = loaded.predictor.predict_proba(request.X)
+        classes = proba.argmax(axis=1)
+        names = models.class_names
+        latency = time.perf_counter() - started
+        now = time.time()
+        ids = [str(uuid.uuid4()) for _ in range(len(classes))]
+        user_hash = hash_user(self.settings.experiment_salt, request.user_id) if request.user_id is not None else None
+        latency_ms = latency * 1000.0
+        self.prediction_log.record(
+            [
+                PredictionRecord(pid, now, exp.id or None, version, row, int(c), p, latency_ms, user_hash)
+                for pid, row, c, p in zip(ids, request.X.tolist(), classes.tolist(), proba.tolist())
+            ]
+        )
+        metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
+        metrics.PREDICTION_LATENCY.labels(version).observe(latency)
+        for c, count in zip(*np.unique(classes, return_counts=True)):
+            metrics.PREDICTIONS.labels(version, names[int(c)]).inc(int(count))
+        return Prediction(
+            version=version,
+            classes=classes.tolist(),
+            class_names=[names[int(c)] for c in classes],
+            probabilities=proba.tolist(),
+            prediction_ids=ids,
+            timestamp=iso(now),
+            latency_ms=round(latency_ms, 3),
+        )
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def set_weights(self, raw: object) -> Experiment:
+        """Validate and persist new weights; a new experiment period starts now."""
+        known = list(self.models.manifest.get("versions", {})) or list(self.experiment.weights)
+        try:
+            weights = validate_weights(raw, known, self.experiment.weights)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        started = self.store.start_experiment(weights, self.experiment.env_weights, "api")
+        self._adopt(started)
+        log.info("weights changed to %s (experiment %d)", weights, started.id)
+        return started
+
+    def reload(self) -> dict:
+        """Reload models from MODELS_DIR here, and ask every other worker to do the same."""
+        before = self.models
+        self._reload_models()
+        generation = self.store.bump_generation()
+        self._generation = generation
+        after = self.models
+        return {
+            "status": after.status,
+            "generation": generation,
+            "models": {v: lv.sha256 for v, lv in after.versions.items()},
+            "reloaded": sorted(v for v, lv in after.versions.items() if before.versions.get(v) is not lv),
+            "failed": dict(after.failed),
+            "kept_previous": sorted(v for v in after.failed if v in after.versions),
+        }
+
+    # -- feedback and reports ------------------------------------------------------------------
+
+    def feedback(self, items: list[tuple[str, int]]) -> list[dict | None]:
+        """Record labels; an id not yet flushed by its worker is awaited briefly before 'not found'."""
+        results: list[dict | None] = [self._label(pid, label) for pid, label in items]
+        if any(r is None for r in results):
+            self.prediction_log.flush()
+            deadline = time.monotonic() + self.settings.feedback_wait_seconds
+            while True:
+                results = [r if r is not None else self._label(pid, label) for r, (pid, label) in zip(results, items)]
+                if all(r is not None for r in results) or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+        return results
+
+    def _label(self, prediction_id: str, label: int) -> dict | None:
+        found = self.store.set_label(prediction_id, label)
+        if found is None:
+            return None
+        correct = found.prediction == label
+        if found.previous_label is None:
+            metrics.FEEDBACK.labels(found.model_version, "correct" if correct else "incorrect").inc()
+        else:
+            metrics.FEEDBACK_CORRECTIONS.labels(found.model_version).inc()
+        return {
+            "prediction_id": prediction_id,
+            "model_version": found.model_version,
+            "prediction": found.prediction,
+            "label": label,
+            "correct": correct,
+            "corrected": found.previous_label is not None,
+        }
+
+    def drift(self) -> dict:
+        """Drift of the last DRIFT_WINDOW logged rows against the training reference (cached 1 s)."""
+        now = time.monotonic()
+        if self._drift_cache and now - self._drift_cache[0] < _DRIFT_CACHE_SECONDS:
+            return self._drift_cache[1]
+        models = self.models
+        if models.reference is None:
+            raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
+        rows = self.store.recent_features(self.settings.drift_window)
+        width = len(models.feature_names)
+        current = np.array([r for r in rows if len(r) == width], dtype=np.float64).reshape(-1, width)
+        result = drift.detect_drift(
+            models.reference,
+            current,
+            models.feature_names,
+            threshold=self.settings.drift_threshold,
+            min_samples=self.settings.drift_min_samples,
+        )
+        result = {**result, "window_size": self.settings.drift_window, "timestamp": utc_now()}
+        self._drift_cache = (now, result)
+        return result
+
+    def ab_report(self, since: float | None = None) -> dict:
+        """The A/B verdict for the current experiment period, or for everything since ``since``."""
+        exp = self.experiment
+        experiments = {e.id: e for e in self.store.experiments()} or {exp.id: exp}
+        if since is None:
+            counts = self.store.variant_counts(experiment_id=exp.id)
+            latencies = self.store.latencies(experiment_id=exp.id)
+        else:
+            counts = self.store.variant_counts(since=since)
+            latencies = self.store.latencies(since=since)
+        shares = self._expected_shares(counts, experiments, current=since is None)
+        totals: dict[str, list[int]] = {}
+        for c in counts:
+            entry = totals.setdefault(c.version, [0, 0, 0])
+            entry[0] += c.requests
+            entry[1] += c.labeled
+            entry[2] += c.correct
+        versions = list(dict.fromkeys([*exp.weights, *totals]))
+        variants = [
+            experiment.VariantData(
+                version=v,
+                weight=int(exp.weights.get(v, 0)),
+                expected_share=shares.get(v, 0.0),
+                requests=totals.get(v, [0, 0, 0])[0],
+                labeled=totals.get(v, [0, 0, 0])[1],
+                correct=totals.get(v, [0, 0, 0])[2],
+                latencies_ms=latencies.get(v, []),
+            )
+            for v in versions
+        ]
+        report = experiment.build_report(variants, baseline=versions[0] if versions else None)
+        period = {
+            "id": exp.id,
+            "started_at": iso(exp.started_at),
+            "weights": dict(exp.weights),
+            "source": exp.source,
+        }
+        return {
+            "experiment": period,
+            "since": iso(since) if since is not None else iso(exp.started_at),
+            "generated_at": utc_now(),
+            **report,
+        }
+
+    def _expected_shares(self, counts, experiments: dict[int, Experiment], current: bool) -> dict[str, float]:
+        """Configured shares; over several periods, each period's shares weighted by its traffic."""
+        if current:
+            return {v: self.router.share(v) for v in self.experiment.weights}
+        expected: dict[str, float] = {}
+        per_period: dict[int | None, int] = {}
+        for c in counts:
+            per_period[c.experiment_id] = per_period.get(c.experiment_id, 0) + c.requests
+        for exp_id, n in per_period.items():
+            weights = experiments.get(exp_id, self.experiment).weights
+            total = sum(w for w in weights.values() if w > 0) or 1
+            for v, w in weights.items():
+                expected[v] = expected.get(v, 0.0) + n * max(w, 0) / total
+        grand = sum(expected.values()) or 1.0
+        return {v: x / grand for v, x in expected.items()}
+
+    def metrics_snapshot(self) -> dict:
+        """Scrape-time gauges: drift, per-version accuracy, weights, loaded models."""
+        snapshot: dict = {
+            "weights": dict(self.experiment.weights),
+            "models": {
+                v: {"sha256": lv.sha256, "n_estimators": lv.meta.get("params", {}).get("n_estimators", ""), "backend": lv.predictor.backend}
+                for v, lv in self.models.versions.items()
+            },
+        }
+        try:
+            result = self.drift()
+            snapshot["drift_score"] = result["drift_score"]
+            snapshot["feature_scores"] = {
+                name: drift.drift_score_from_p(f["p_value_adjusted"], threshold=self.settings.drift_threshold)
+                for name, f in result["features"].items()
+            }
+        except (StoreUnavailable, ModelUnavailable) as exc:
+            log.warning("drift not computed for /metrics: %s", exc)
+        snapshot["accuracy"] = self._accuracy()
+        return snapshot
+
+    def _accuracy(self) -> dict[str, float]:
+        now = time.monotonic()
+        exp_id = self.experiment.id
+        if self._accuracy_cache and self._accuracy_cache[1] == exp_id and now - self._accuracy_cache[0] < _ACCURACY_CACHE_SECONDS:
+            return self._accuracy_cache[2]
+        try:
+            counts = self.store.variant_counts(experiment_id=exp_id)
+        except StoreUnavailable:
+            return {}
+        accuracy = {c.version: c.correct / c.labeled for c in counts if c.labeled}
+        self._accuracy_cache = (now, exp_id, accuracy)
+        return accuracy
+
+    # -- keeping workers in step ---------------------------------------------------------------
+
+    def _adopt(self, exp: Experiment) -> None:
+        self.experiment = exp
+        self.router = Router(exp.weights, servable=list(self.models.versions))
+
+    def _reload_models(self) -> None:
+        with self._reload_lock:
+            self.models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=self.models)
+            self._drift_cache = None
+            self.router = Router(self.experiment.weights, servable=list(self.models.versions))
+
+    def sync(self) -> None:
+        """Adopt the store's latest weights and model generation (the poller calls this)."""
+        latest = self.store.latest_experiment()
+        if latest is not None and latest.id != self.experiment.id:
+            self._adopt(latest)
+        generation = self.store.generation()
+        if generation != self._generation:
+            self._generation = generation
+            self._reload_models()
+
+    def _sync_loop(self) -> None:
+        last_error = 0.0
+        while not self._stop.wait(self.settings.state_poll_seconds):
+            try:
+                self.sync()
+            except StoreUnavailable as exc:
+                if time.monotonic() - last_error > 60:
+                    log.error("state store unavailable, keeping current weights and models: %s", exc)
+                    last_error = time.monotonic()
+            except Exception:  # noqa: BLE001 - the poller must never die
+                log.exception("state sync failed")
+
+    def close(self) -> None:
+        """Flush the prediction log and stop background threads (clean shutdown loses nothing)."""
+        self._stop.set()
+        self.prediction_log.close()
+        self._sync_thread.join(timeout=5)
+        self.store.close()
+
+    @staticmethod
+    def _safe(action, default):
+        try:
+            return action()
+        except StoreUnavailable as exc:
+            log.error("state store unavailable at start-up: %s", exc)
+            return default

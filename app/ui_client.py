@@ -1,0 +1,174 @@
+"""Small HTTP client for the model API, used by the Streamlit UI.
+
+Every call returns an ``ApiResult`` instead of raising, so a panel of the UI can
+show a one-line message and carry on when the API is down, slow or confused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+DEFAULT_API_URL = "http://localhost:5000"
+DEFAULT_TIMEOUT_SECONDS = 3.0
+_MAX_MESSAGE_CHARS = 240
+
+# Why a status failed, in words an operator can act on; the API's own
+# {"error": ...} text is appended when it sent one.
+_STATUS_HINTS: dict[int, str] = {
+    400: "Rejected by the API",
+    401: "Admin token missing or wrong",
+    403: "Admin changes are disabled on the server (ADMIN_TOKEN is not set)",
+    404: "Not found",
+    503: "The API has no model loaded",
+}
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    """Outcome of one API call: parsed JSON object on success, else a one-line error."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded and returned a JSON object."""
+        return self.error is None
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+    """Collapse whitespace and truncate so a message always fits on one line."""
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _timeout_from_env() -> float:
+    raw = os.environ.get("API_TIMEOUT_SECONDS", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_TIMEOUT_SECONDS
+    # A zero or negative timeout would make requests block forever or fail
+    # every call, neither of which an operator means by it.
+    return value if value > 0 else DEFAULT_TIMEOUT_SECONDS
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return one_line(response.text, 120)
+    if isinstance(payload, dict) and payload.get("error"):
+        return str(payload["error"])
+    return ""
+
+
+def _http_error(response: requests.Response) -> str:
+    hint = _STATUS_HINTS.get(response.status_code, "API error")
+    detail = _error_text(response)
+    message = f"{hint}: {detail}" if detail and detail != hint else hint
+    return one_line(f"{message} (HTTP {response.status_code})")
+
+
+class ApiClient:
+    """Calls the model API with a timeout and turns every failure into a message."""
+
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        # Once the API is unreachable, later calls in the same page run would
+        # each wait out the timeout again; remember the failure instead.
+        self._unreachable: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ApiClient:
+        """Build a client from API_URL and API_TIMEOUT_SECONDS."""
+        base_url = os.environ.get("API_URL", "").strip() or DEFAULT_API_URL
+        return cls(base_url, _timeout_from_env())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> ApiResult:
+        """Send one request and return its JSON object or a one-line error."""
+        if self._unreachable:
+            return ApiResult(error=self._unreachable)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = requests.request(
+                method,
+                f"{self.base_url}{path}",
+                json=body,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except requests.Timeout:
+            return self._mark_unreachable(
+                f"The API at {self.base_url} did not answer within {self.timeout:g} s"
+            )
+        except requests.ConnectionError:
+            return self._mark_unreachable(
+                f"Cannot reach the API at {self.base_url}: is it running?"
+            )
+        except requests.RequestException as exc:
+            return ApiResult(error=one_line(f"Request to the API failed: {exc}"))
+        return self._parse(response)
+
+    def _mark_unreachable(self, message: str) -> ApiResult:
+        self._unreachable = one_line(message)
+        return ApiResult(error=self._unreachable)
+
+    @staticmethod
+    def _parse(response: requests.Response) -> ApiResult:
+        status = response.status_code
+        if status >= 400:
+            return ApiResult(error=_http_error(response), status=status)
+        try:
+            payload = response.json()
+        except (ValueError, json.JSONDecodeError):
+            return ApiResult(error=f"The API sent a reply that is not JSON (HTTP {status})", status=status)
+        if not isinstance(payload, dict):
+            return ApiResult(error=f"The API sent an unexpected reply (HTTP {status})", status=status)
+        return ApiResult(data=payload, status=status)
+
+    def health(self) -> ApiResult:
+        """GET /health."""
+        return self.request("GET", "/health")
+
+    def models(self) -> ApiResult:
+        """GET /models: feature ranges, class names and the version manifest."""
+        return self.request("GET", "/models")
+
+    def predict(self, features: list[float], user_id: str) -> ApiResult:
+        """POST /predict with the feature vector and the sticky A/B user id."""
+        return self.request("POST", "/predict", {"features": features, "user_id": user_id})
+
+    def feedback(self, prediction_id: str, label: int | str) -> ApiResult:
+        """POST /feedback with the true label of an earlier prediction."""
+        return self.request("POST", "/feedback", {"prediction_id": prediction_id, "label": label})
+
+    def config(self) -> ApiResult:
+        """GET /config: the current routing weights."""
+        return self.request("GET", "/config")
+
+    def update_weights(self, weights: dict[str, int], token: str) -> ApiResult:
+        """PUT /config with new routing weights, authorised by the admin token."""
+        return self.request("PUT", "/config", {"weights": weights}, token=token)
+
+    def drift(self) -> ApiResult:
+        """GET /drift."""
+        return self.request("GET", "/drift")
+
+    def ab_report(self) -> ApiResult:
+        """GET /ab/report."""
+        return self.request("GET", "/ab/report")

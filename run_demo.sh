@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Bring the whole stack up from a fresh clone: API (gunicorn + Flask), Streamlit UI, Prometheus.
+#
+#   ./run_demo.sh           install if needed, train if models are missing, start, wait until
+#                           healthy, print the URLs and return (services keep running)
+#   ./run_demo.sh stop      stop the services
+#   ./run_demo.sh status    show what runs and whether it answers
+#
+# RUN_MODE=auto|native|docker (auto: Docker Compose when a Docker engine answers, else native
+# processes running the very same services). Environment knobs (defaults):
+#   API_PORT=5000 UI_PORT=8501 PROMETHEUS_PORT=9090 BIND_HOST=127.0.0.1 (0.0.0.0 to expose)
+#   API_WORKERS=<cores> ADMIN_TOKEN=<unset: admin disabled> DATABASE_URL=sqlite:///data/mlops.db
+#   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+API_PORT="${API_PORT:-5000}"
+UI_PORT="${UI_PORT:-8501}"
+PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+BIND_HOST="${BIND_HOST:-127.0.0.1}"
+RUN_DIR="${RUN_DIR:-$ROOT/run}"
+RUN_MODE="${RUN_MODE:-auto}"
+START_TIMEOUT="${START_TIMEOUT:-90}"
+VENV="$ROOT/.venv"
+SERVICES=(api ui prometheus)
+
+log() { printf '[run_demo] %s\n' "$*"; }
+die() { printf '[run_demo] error: %s\n' "$*" >&2; exit 1; }
+
+compose() {
+  if docker compose version >/dev/null 2>&1; then
+    docker compose "$@"
+  else
+    docker-compose "$@"
+  fi
+}
+
+docker_available() {
+  command -v docker >/dev/null || return 1
+  timeout 5 docker info >/dev/null 2>&1 || return 1
+  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null
+}
+
+resolve_mode() {
+  case "$RUN_MODE" in
+    native|docker) ;;
+    auto) if docker_available; then RUN_MODE=docker; else RUN_MODE=native; fi ;;
+    *) die "RUN_MODE must be auto, native or docker (got '$RUN_MODE')" ;;
+  esac
+}
+
+local_host() {
+  # The address to reach a service bound to BIND_HOST from this machine.
+  if [[ "$BIND_HOST" == "0.0.0.0" ]]; then echo 127.0.0.1; else echo "$BIND_HOST"; fi
+}
+
+pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
+
+is_running() {
+  local pid
+  pid="$(pid_of "$1")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+port_free() {
+  "$VENV/bin/python" - "$BIND_HOST" "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(1)
+PY
+}
+
+wait_for() {
+  # wait_for NAME URL PID: poll URL until it answers 2xx, the process dies, or time runs out.
+  local name="$1" url="$2" pid="$3" deadline=$((SECONDS + START_TIMEOUT))
+  until curl -fs --max-time 2 -o /dev/null "$url"; do
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      die "$name exited during start-up; see $RUN_DIR/$name.log"
+    fi
+    ((SECONDS < deadline)) || die "$name did not become healthy at $url within ${START_TIMEOUT}s"
+    sleep 0.5
+  done
+  log "$name is up"
+}
+
+ensure_installed() {
+  ./install.sh
+  if ! command -v prometheus >/dev/null; then
+    die "prometheus is not installed; see the messages above (or use RUN_MODE=docker)"
+  fi
+}
+
+ensure_models() {
+  local models_dir="${MODELS_DIR:-$ROOT/app/models}"
+  if [[ ! -f "$models_dir/manifest.json" ]]; then
+    log "no trained models in $models_dir: training"
+    "$VENV/bin/python" -m app.train_model --models-dir "$models_dir"
+  fi
+}
+
+spawn() {
+  # spawn NAME CMD...: start in its own session, output to RUN_DIR/NAME.log, pid to RUN_DIR/NAME.pid.
+  local name="$1"
+  shift
+  setsid "$@" >"$RUN_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+start_api() {
+  export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus-multiproc"
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  API_HOST="$BIND_HOST" API_PORT="$API_PORT" \
+    spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
+}
+
+start_ui() {
+  API_URL="${API_URL:-http://$(local_host):$API_PORT}" \
+    spawn ui "$VENV/bin/streamlit" run app/streamlit_app.py \
+      --server.port "$UI_PORT" --server.address "$BIND_HOST" \
+      --server.headless true --browser.gatherUsageStats false
+}
+
+prometheus_config() {
+  # The compose config with its targets pointed at the native ports; rules copied beside it.
+  local host
+  host="$(local_host)"
+  sed -e "s/'flask-api:5000'/'$host:$API_PORT'/" -e "s/'localhost:9090'/'$host:$PROMETHEUS_PORT'/" \
+    docker/prometheus.yml >"$RUN_DIR/prometheus.yml"
+  cp docker/alert_rules.yml "$RUN_DIR/alert_rules.yml"
+}
+
+start_prometheus() {
+  prometheus_config
+  spawn prometheus prometheus --config.file="$RUN_DIR/prometheus.yml" \
+    --storage.tsdb.path="$RUN_DIR/prometheus-data" \
+    --web.listen-address="$BIND_HOST:$PROMETHEUS_PORT" --web.enable-lifecycle
+}
+
+print_urls() {
+  local host
+  host="$(local_host)"
+  cat <<EOF
+
+  API:        http://$host:$API_PORT        (try: curl -X POST http://$host:$API_PORT/predict -H 'Content-Type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}')
+  UI:         http://$host:$UI_PORT
+  Prometheus: http://$host:$PROMETHEUS_PORT
+  Logs and pids: $RUN_DIR    Stop: ./run_demo.sh stop    Status: ./run_demo.sh status
+EOF
+  if [[ "$BIND_HOST" == "127.0.0.1" ]]; then
+    echo "  (bound to 127.0.0.1; BIND_HOST=0.0.0.0 ./run_demo.sh exposes the ports, ./get_ip.sh shows the public URLs)"
+  fi
+}
+
+native_start() {
+  mkdir -p "$RUN_DIR"
+  ensure_installed
+  ensure_models
+  local name port_var
+  for name in "${SERVICES[@]}"; do
+    if is_running "$name"; then
+      die "$name is already running (pid $(pid_of "$name")); ./run_demo.sh stop first"
+    fi
+  done
+  for port_var in API_PORT UI_PORT PROMETHEUS_PORT; do
+    port_free "${!port_var}" || die "port ${!port_var} ($port_var) on $BIND_HOST is in use; set $port_var to another port"
+  done
+  local host
+  host="$(local_host)"
+  log "starting the API on $BIND_HOST:$API_PORT"
+  start_api
+  wait_for api "http://$host:$API_PORT/health" "$(pid_of api)"
+  log "starting the UI on $BIND_HOST:$UI_PORT"
+  start_ui
+  log "starting Prometheus on $BIND_HOST:$PROMETHEUS_PORT"
+  start_prometheus
+  wait_for ui "http://$host:$UI_PORT/_stcore/health" "$(pid_of ui)"
+  wait_for prometheus "http://$host:$PROMETHEUS_PORT/-/ready" "$(pid_of prometheus)"
+  echo native >"$RUN_DIR/mode"
+  print_urls
+}
+
+stop_one() {
+  local name="$1" pid
+  pid="$(pid_of "$name")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 25))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name"
+  fi
+  rm -f "$RUN_DIR/$name.pid"
+}
+
+native_stop() {
+  local name
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    name="${SERVICES[i]}"
+    stop_one "$name"
+  done
+  rm -f "$RUN_DIR/mode"
+}
+
+native_status() {
+  local host name url code=0
+  host="$(local_host)"
+  declare -A urls=(
+    [api]="http://$host:$API_PORT/health"
+    [ui]="http://$host:$UI_PORT/_stcore/health"
+    [prometheus]="http://$host:$PROMETHEUS_PORT/-/ready"
+  )
+  for name in "${SERVICES[@]}"; do
+    url="${urls[$name]}"
+    if is_running "$name"; then
+      if curl -fsS --max-time 2 -o /dev/null "$url"; then
+        printf '  %-11s running (pid %s), healthy at %s\n' "$name" "$(pid_of "$name")" "$url"
+      else
+        printf '  %-11s running (pid %s), NOT answering at %s\n' "$name" "$(pid_of "$name")" "$url"
+        code=1
+      fi
+    else
+      printf '  %-11s stopped\n' "$name"
+      code=1
+    fi
+  done
+  return "$code"
+}
+
+docker_start() {
+  log "starting with Docker Compose"
+  compose up -d --build
+  local host=127.0.0.1
+  wait_for api "http://$host:$API_PORT/health" ""
+  wait_for ui "http://$host:$UI_PORT/_stcore/health" ""
+  wait_for prometheus "http://$host:$PROMETHEUS_PORT/-/ready" ""
+  mkdir -p "$RUN_DIR"
+  echo docker >"$RUN_DIR/mode"
+  print_urls
+}
+
+main() {
+  local command="${1:-start}"
+  if [[ -f "$RUN_DIR/mode" && "$RUN_MODE" == "auto" ]]; then
+    RUN_MODE="$(cat "$RUN_DIR/mode")"
+  fi
+  resolve_mode
+  case "$command:$RUN_MODE" in
+    start:native) native_start ;;
+    start:docker) docker_start ;;
+    stop:native) native_stop ;;
+    stop:docker) compose down; rm -f "$RUN_DIR/mode" ;;
+    status:native) native_status ;;
+    status:docker) compose ps ;;
+    *) die "usage: ./run_demo.sh [start|stop|status]" ;;
+  esac
+}
+
+main "$@"

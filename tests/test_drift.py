@@ -1,0 +1,381 @@
+"""Drift detection: unit tests and the statistical bounds of the acceptance criteria."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from app.drift import (
+    DEFAULT_ALPHA,
+    DEFAULT_THRESHOLD,
+    detect_drift,
+    drift_score_from_p,
+    holm_adjust,
+    mean_shift_sd,
+    psi,
+)
+from app.simulation import (
+    SCENARIOS,
+    GaussianClassModel,
+    detection_rate,
+    iris_reference,
+    round_to_grid,
+    shift_vector,
+    simulate_scenario,
+)
+
+NAMES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The Iris training rows, labels and feature names."""
+    return iris_reference()
+
+
+@pytest.fixture(scope="module")
+def source(iris: tuple[np.ndarray, np.ndarray, list[str]]) -> GaussianClassModel:
+    """Per-class Gaussians fitted to the Iris training rows."""
+    X, y, _ = iris
+    return GaussianClassModel.fit(X, y)
+
+
+def _window(source: GaussianClassModel, X: np.ndarray, seed: int, feature: int | None, shift_sd: float) -> np.ndarray:
+    """One rounded 100-row window with the given shift."""
+    rng = np.random.default_rng(seed)
+    return source.sample(100, rng, shift=shift_vector(X, feature, shift_sd), round_to=0.1)
+
+
+# --- detect_drift -----------------------------------------------------------
+
+
+def test_identical_distribution_scores_low(iris: tuple) -> None:
+    """The reference against itself is as far from drift as it gets."""
+    X, _, names = iris
+    result = detect_drift(X, X, names)
+    assert result["drift_score"] < 0.05
+    assert not result["drift_detected"]
+    assert result["status"] == "OK"
+
+
+def test_same_distribution_window_not_flagged(iris: tuple, source: GaussianClassModel) -> None:
+    """A window drawn from the reference's distribution stays below the threshold."""
+    X, _, names = iris
+    result = detect_drift(X, _window(source, X, 7, None, 0.0), names)
+    assert result["drift_score"] < DEFAULT_THRESHOLD
+    assert result["status"] == "OK"
+
+
+def test_big_shift_detected_with_full_score(iris: tuple, source: GaussianClassModel) -> None:
+    """Three SDs on every feature saturates the score and flags every feature."""
+    X, _, names = iris
+    result = detect_drift(X, _window(source, X, 8, None, 3.0), names)
+    assert result["drift_detected"]
+    assert result["status"] == "WARNING"
+    assert result["drift_score"] == 1.0
+    assert all(f["drifted"] for f in result["features"].values())
+
+
+def test_result_shape(iris: tuple, source: GaussianClassModel) -> None:
+    """Every documented key is present with the documented type."""
+    X, _, names = iris
+    result = detect_drift(X, _window(source, X, 9, 2, 0.5), names)
+    assert set(result) == {
+        "drift_score", "threshold", "drift_detected", "status", "samples", "alpha", "method", "features",
+    }
+    assert result["samples"] == 100
+    assert result["threshold"] == DEFAULT_THRESHOLD and result["alpha"] == DEFAULT_ALPHA
+    assert list(result["features"]) == names
+    for feature in result["features"].values():
+        assert set(feature) == {
+            "test", "statistic", "p_value", "p_value_adjusted", "psi", "mean_shift_sd", "drifted",
+        }
+        assert feature["p_value"] <= feature["p_value_adjusted"] <= 1.0
+
+
+def test_insufficient_data_below_min_samples(iris: tuple) -> None:
+    """29 rows is not enough by default; 30 is."""
+    X, _, names = iris
+    result = detect_drift(X, X[:29], names)
+    assert result == {
+        "drift_score": 0.0,
+        "threshold": DEFAULT_THRESHOLD,
+        "drift_detected": False,
+        "status": "INSUFFICIENT_DATA",
+        "samples": 29,
+        "alpha": DEFAULT_ALPHA,
+        "method": result["method"],
+        "features": {},
+    }
+    assert detect_drift(X, X[:30], names)["status"] != "INSUFFICIENT_DATA"
+
+
+@pytest.mark.parametrize("empty", [np.empty((0, 4)), [], np.array([])])
+def test_empty_window_is_insufficient(iris: tuple, empty: object) -> None:
+    """No served rows yet is INSUFFICIENT_DATA, not an error."""
+    X, _, names = iris
+    result = detect_drift(X, empty, names)
+    assert result["status"] == "INSUFFICIENT_DATA"
+    assert result["samples"] == 0
+
+
+def test_min_samples_one_still_needs_two_rows(iris: tuple) -> None:
+    """A single row cannot be tested whatever min_samples says."""
+    X, _, names = iris
+    assert detect_drift(X, X[:1], names, min_samples=1)["status"] == "INSUFFICIENT_DATA"
+    assert detect_drift(X, X[:2], names, min_samples=1)["status"] == "OK"
+
+
+@pytest.mark.parametrize("shift_sd", [0.0, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 2.0])
+def test_decision_score_and_p_agree(iris: tuple, source: GaussianClassModel, shift_sd: float) -> None:
+    """drift_detected, score >= threshold and min adjusted p <= alpha are one decision."""
+    X, _, names = iris
+    for seed in range(5):
+        result = detect_drift(X, _window(source, X, seed, 1, shift_sd), names)
+        p_star = min(f["p_value_adjusted"] for f in result["features"].values())
+        assert result["drift_detected"] == (result["drift_score"] >= result["threshold"]) == (p_star <= 0.05)
+        assert result["drift_detected"] == any(f["drifted"] for f in result["features"].values())
+        assert result["status"] == ("WARNING" if result["drift_detected"] else "OK")
+
+
+def test_custom_threshold_and_alpha(iris: tuple, source: GaussianClassModel) -> None:
+    """Other levels keep the score/decision agreement."""
+    X, _, names = iris
+    result = detect_drift(X, _window(source, X, 3, 0, 0.5), names, threshold=0.5, alpha=0.01)
+    p_star = min(f["p_value_adjusted"] for f in result["features"].values())
+    assert result["drift_detected"] == (result["drift_score"] >= 0.5) == (p_star <= 0.01)
+
+
+def test_output_is_json_serialisable(iris: tuple, source: GaussianClassModel) -> None:
+    """Plain Python scalars only, and no NaN or infinity."""
+    X, _, names = iris
+    result = detect_drift(X, _window(source, X, 4, None, 1.0), names)
+    json.dumps(result, allow_nan=False)
+    for key in ("drift_score", "threshold", "alpha"):
+        assert type(result[key]) is float
+    assert type(result["drift_detected"]) is bool and type(result["samples"]) is int
+    for feature in result["features"].values():
+        assert type(feature["drifted"]) is bool
+        for key in ("statistic", "p_value", "p_value_adjusted", "psi", "mean_shift_sd"):
+            assert type(feature[key]) is float and math.isfinite(feature[key])
+
+
+def test_constant_column_gives_no_nan() -> None:
+    """A feature stuck at one value in both samples is 'no evidence', not NaN."""
+    rng = np.random.default_rng(0)
+    reference = np.column_stack([np.full(120, 1.4), rng.normal(size=(120, 3))])
+    current = np.column_stack([np.full(100, 1.4), rng.normal(size=(100, 3))])
+    result = detect_drift(reference, current, NAMES)
+    json.dumps(result, allow_nan=False)
+    constant = result["features"]["a"]
+    assert constant["p_value"] == 1.0 and constant["statistic"] == 0.0
+    assert constant["psi"] == pytest.approx(0.0, abs=1e-12)
+    assert constant["mean_shift_sd"] == 0.0
+
+
+def test_constant_reference_with_moved_current_is_drift() -> None:
+    """A constant reference column that changes value is finite, positive drift."""
+    rng = np.random.default_rng(1)
+    reference = np.column_stack([np.zeros(120), rng.normal(size=(120, 3))])
+    current = np.column_stack([np.ones(100), rng.normal(size=(100, 3))])
+    result = detect_drift(reference, current, NAMES)
+    json.dumps(result, allow_nan=False)
+    assert result["drift_detected"] and result["features"]["a"]["drifted"]
+    assert result["features"]["a"]["mean_shift_sd"] > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"current": np.zeros((50, 3))}, "shape"),
+        ({"current": np.full((50, 4), np.nan)}, "NaN"),
+        ({"feature_names": ["a", "a", "b", "c"]}, "duplicates"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
+def test_invalid_input_rejected(kwargs: dict, message: str) -> None:
+    """Malformed inputs fail loudly instead of producing a silent score."""
+    args = {"reference": np.zeros((120, 4)), "current": np.zeros((50, 4)), "feature_names": NAMES} | kwargs
+    with pytest.raises(ValueError, match=message):
+        detect_drift(args.pop("reference"), args.pop("current"), args.pop("feature_names"), **args)
+
+
+# --- drift_score_from_p -------------------------------------------------------
+
+
+def test_score_is_threshold_exactly_at_alpha() -> None:
+    """p* == alpha is drift, with score exactly 0.3."""
+    assert drift_score_from_p(0.05) == 0.3
+
+
+def test_score_just_around_alpha() -> None:
+    """One ulp either side of alpha lands on the matching side of the threshold."""
+    above = drift_score_from_p(math.nextafter(0.05, 1.0))
+    below = drift_score_from_p(math.nextafter(0.05, 0.0))
+    assert above < 0.3 <= below
+
+
+@pytest.mark.parametrize("alpha", [0.001, 0.01, 0.05, 0.1, 0.3])
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 1.0])
+def test_score_boundary_agrees_with_p_for_all_levels(alpha: float, threshold: float) -> None:
+    """score >= threshold iff p <= alpha, on a dense grid of p around alpha."""
+    near = [alpha * (1 + k * 1e-15) for k in range(-50, 51)]
+    ulps = [math.nextafter(alpha, 0.0), alpha, math.nextafter(alpha, 1.0)]
+    for p in near + ulps + list(np.geomspace(1e-12, 1.0, 200)):
+        score = drift_score_from_p(p, alpha, threshold)
+        assert 0.0 <= score <= 1.0
+        assert (score >= threshold) == (p <= alpha), p
+
+
+def test_score_endpoints_and_monotonic() -> None:
+    """p = 1 gives 0, tiny p saturates at 1, and smaller p never scores lower."""
+    assert drift_score_from_p(1.0) == 0.0 and not math.copysign(1.0, drift_score_from_p(1.0)) < 0
+    assert drift_score_from_p(0.0) == 1.0
+    assert drift_score_from_p(1e-6) == 1.0
+    assert drift_score_from_p(0.5) == pytest.approx(0.3 * math.log(0.5) / math.log(0.05))
+    scores = [drift_score_from_p(p) for p in np.geomspace(1e-8, 1.0, 300)]
+    assert all(a >= b for a, b in zip(scores, scores[1:]))
+
+
+# --- holm, psi, mean shift ----------------------------------------------------
+
+
+def test_holm_known_values() -> None:
+    """Holm step-down on a hand-worked example, kept in input order."""
+    adjusted = holm_adjust(np.array([0.01, 0.04, 0.03, 0.2]))
+    np.testing.assert_allclose(adjusted, [0.04, 0.09, 0.09, 0.2])
+
+
+def test_psi_identical_is_zero() -> None:
+    """The same sample in both windows has PSI 0."""
+    values = np.random.default_rng(0).normal(size=200)
+    assert psi(values, values) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_psi_known_two_bin_value() -> None:
+    """50/50 reference, 75/25 current: 0.25 ln 1.5 + 0.25 ln 2."""
+    expected = 0.25 * math.log(1.5) + 0.25 * math.log(2.0)
+    assert psi(np.array([0.0, 0.0, 1.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0]), bins=2) == pytest.approx(
+        expected, rel=1e-3
+    )
+
+
+def test_psi_disjoint_is_large() -> None:
+    """A current window entirely above the reference is far beyond the usual 0.25 alarm."""
+    reference = np.arange(100, dtype=float)
+    assert psi(reference, reference + 1000.0) > 5.0
+
+
+def test_psi_tied_reference_is_finite() -> None:
+    """Heavily tied (grid) reference values do not produce empty-bin infinities."""
+    reference = np.repeat([1.0, 1.1, 1.2], 40)
+    assert math.isfinite(psi(reference, np.full(100, 5.0)))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mean_shift_sd_is_signed(sign: float) -> None:
+    """Shifting by half a reference SD reports +/-0.5."""
+    reference = np.random.default_rng(2).normal(3.0, 2.0, size=120)
+    current = reference + sign * 0.5 * reference.std(ddof=1)
+    assert mean_shift_sd(reference, current) == pytest.approx(sign * 0.5)
+
+
+# --- simulation ----------------------------------------------------------------
+
+
+def test_iris_reference_is_the_stratified_training_split(iris: tuple) -> None:
+    """120 rows, 40 per class, 4 named features."""
+    X, y, names = iris
+    assert X.shape == (120, 4)
+    assert np.bincount(y).tolist() == [40, 40, 40]
+    assert names == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def test_gaussian_model_reproduces_reference_moments(iris: tuple, source: GaussianClassModel) -> None:
+    """A large sample has the reference's means and SDs."""
+    X, _, _ = iris
+    big = source.sample(200_000, np.random.default_rng(0))
+    np.testing.assert_allclose(big.mean(axis=0), X.mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(big.std(axis=0), X.std(axis=0), rtol=0.03)
+
+
+def test_rounding_gives_slider_doubles(source: GaussianClassModel) -> None:
+    """Rounded values are the exact doubles '5.1' etc. parse to, so they tie with the reference."""
+    rows = source.sample(500, np.random.default_rng(0), round_to=0.1)
+    assert all(value == float(f"{value:.1f}") for value in rows.ravel())
+    assert round_to_grid(np.array([5.14, 5.16]), 0.1).tolist() == [5.1, 5.2]
+
+
+def test_simulate_scenarios(iris: tuple) -> None:
+    """No drift stays quiet and severe drift is flagged, with or without labels."""
+    X, y, names = iris
+    assert set(SCENARIOS) == {"no_drift", "moderate", "severe"}
+    for labels in (y, None):
+        quiet = simulate_scenario("no_drift", X, names, np.random.default_rng(0), labels=labels)
+        loud = simulate_scenario("severe", X, names, np.random.default_rng(0), labels=labels)
+        assert not quiet["drift_detected"]
+        assert loud["drift_detected"] and loud["drift_score"] == 1.0
+    with pytest.raises(ValueError, match="unknown scenario"):
+        simulate_scenario("nope", X, names, np.random.default_rng(0))
+
+
+def test_detect_drift_is_fast(iris: tuple, source: GaussianClassModel) -> None:
+    """It runs on every /metrics scrape; a generous bound guards against e.g. permutation tests."""
+    X, _, names = iris
+    current = _window(source, X, 0, None, 0.0)
+    timings = []
+    for _ in range(21):
+        start = time.perf_counter()
+        detect_drift(X, current, names)
+        timings.append(time.perf_counter() - start)
+    assert sorted(timings)[10] < 0.05
+
+
+# --- statistical bounds (acceptance criteria) --------------------------------
+# Windows are drawn from the fitted class Gaussians, independently of the
+# reference rows, half of them rounded to 0.1 cm. Fixed seeds keep the
+# rates reproducible; the window counts give a standard error of about 1 %
+# for the false-alarm rate and 2 % for the power figures.
+
+NULL_WINDOWS = 600
+ONE_SD_WINDOWS = 300
+HALF_SD_WINDOWS = 400
+
+
+def test_false_alarm_rate_at_most_5_percent(iris: tuple, source: GaussianClassModel) -> None:
+    """Unshifted windows are flagged in at most 5 % of cases."""
+    X, _, _ = iris
+    rate = detection_rate(
+        X, source, feature=None, shift_sd=0.0, windows=NULL_WINDOWS, rng=np.random.default_rng(20240)
+    )
+    assert rate <= 0.05
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["plus", "minus"])
+@pytest.mark.parametrize("feature", range(4))
+def test_one_sd_shift_detected(iris: tuple, source: GaussianClassModel, feature: int, sign: float) -> None:
+    """A one-SD shift of any single feature is flagged in at least 99 % of windows."""
+    X, _, _ = iris
+    rng = np.random.default_rng([20241, feature, int(sign > 0)])
+    rate = detection_rate(X, source, feature=feature, shift_sd=sign, windows=ONE_SD_WINDOWS, rng=rng)
+    assert rate >= 0.99
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["plus", "minus"])
+def test_half_sd_shift_power(iris: tuple, source: GaussianClassModel, sign: float) -> None:
+    """Half-SD single-feature shifts: at least 85 % on average over features, none below 75 %."""
+    X, _, _ = iris
+    rates = [
+        detection_rate(
+            X, source, feature=feature, shift_sd=0.5 * sign, windows=HALF_SD_WINDOWS,
+            rng=np.random.default_rng([20242, feature, int(sign > 0)]),
+        )
+        for feature in range(4)
+    ]
+    assert np.mean(rates) >= 0.85, rates
+    assert min(rates) >= 0.75, rates
