@@ -20,7 +20,7 @@ set -euo pipefail
 readonly IMDS_BASE="http://169.254.169.254/latest"
 
 usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "$0"
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
 is_ipv4() {

@@ -18,10 +18,10 @@
 #   +   average response time of 20 predictions
 #
 # Targets (environment):
-#   API_URL         default http://127.0.0.1:${API_PORT:-5000}
-#   UI_URL          default http://127.0.0.1:${UI_PORT:-8501}
-#   PROMETHEUS_URL  default http://127.0.0.1:${PROMETHEUS_PORT:-9090}
-#   CURL_TIMEOUT    seconds per request (default 5)
+#   API_URL                 default http://127.0.0.1:${API_PORT:-5000}
+#   UI_URL                  default http://127.0.0.1:${UI_PORT:-8501}
+#   PROMETHEUS_URL          default http://127.0.0.1:${PROMETHEUS_PORT:-9090}
+#   CURL_TIMEOUT            seconds per request (default 5)
 #   UI_WAIT                 seconds to wait for the UI to answer (default 20)
 #   PROMETHEUS_TARGET_WAIT  seconds to wait for the flask-api target (default 30)
 #   SLOW_RESPONSE_MS        average above this is a WARN (default 500)
@@ -63,7 +63,7 @@ else
 fi
 
 usage() {
-    sed -n '2,30s/^# \{0,1\}//p' "$0"
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
 pass() {
@@ -208,7 +208,7 @@ check_config() {
     fi
     # Weights as {"weights": {"v1": 50, "v2": 50}} or flat model_v1_weight keys.
     local weights
-    weights=$(json '(lambda w: "%s %s" % (float(w["v1"]), float(w["v2"])))(
+    weights=$(json '(lambda w: "%g %g" % (float(w["v1"]), float(w["v2"])))(
         d["weights"] if isinstance(d.get("weights"), dict) else
         {"v1": next(d[k] for k in d if k.lower() in ("model_v1_weight", "v1_weight")),
          "v2": next(d[k] for k in d if k.lower() in ("model_v2_weight", "v2_weight"))})') || weights=""
@@ -300,8 +300,8 @@ check_drift() {
         return
     fi
     local score
-    if score=$(json 'd.get("drift_score", d.get("score", "n/a"))'); then
-        pass "drift endpoint answers (score: ${score:-n/a})"
+    if score=$(json '"score %s, status %s" % (d.get("drift_score", "n/a"), d.get("status", "n/a"))'); then
+        pass "drift endpoint answers ($score)"
     else
         fail "GET /drift answered 200 but not with JSON"
     fi

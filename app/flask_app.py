@@ -9,6 +9,7 @@ import atexit
 import hmac
 import json
 import logging
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     atexit.register(service.close)
     _register_errors(app)
     _register_routes(app, service)
+    served_by = str(os.getpid())
+
+    @app.after_request
+    def name_the_worker(response: Response) -> Response:
+        # Which worker answered: lets operators (and tests) see how load spreads.
+        response.headers["X-Served-By"] = served_by
+        return response
+
     return app
 
 

@@ -112,11 +112,14 @@ def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet |
     failed: dict[str, str] = {}
     for version, meta in manifest["versions"].items():
         old = previous.versions.get(version) if compatible else None
-        if old is not None and old.sha256 == meta["sha256"] and old.predictor.backend == backend:
-            versions[version] = LoadedVersion(version, meta, old.estimator, old.predictor)
-            continue
         try:
-            estimator = load_verified(models_dir / meta["file"], meta["sha256"])
+            path = models_dir / meta["file"]
+            unchanged = old is not None and old.sha256 == meta["sha256"] and old.predictor.backend == backend
+            if unchanged and path.is_file() and sha256_file(path) == meta["sha256"]:
+                # The verified bytes are the ones already in memory: no need to unpickle again.
+                versions[version] = LoadedVersion(version, meta, old.estimator, old.predictor)
+                continue
+            estimator = load_verified(path, meta["sha256"])
             _check_estimator(estimator, manifest)
             versions[version] = LoadedVersion(version, meta, estimator, build_predictor(estimator, backend))
         except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service

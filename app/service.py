@@ -59,7 +59,7 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.database_url)
+        self.store = store or open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
         self.models: ModelSet = load_model_set(settings.models_dir, settings.predict_backend)
         self._generation = self._safe(self.store.generation, 0)
         env_weights = settings.weights_for(list(self.models.manifest.get("versions", {})))
@@ -145,7 +145,10 @@ class Service:
             "status": after.status,
             "generation": generation,
             "models": {v: lv.sha256 for v, lv in after.versions.items()},
-            "reloaded": sorted(v for v, lv in after.versions.items() if before.versions.get(v) is not lv),
+            "reloaded": sorted(
+                v for v, lv in after.versions.items()
+                if getattr(before.versions.get(v), "predictor", None) is not lv.predictor
+            ),
             "failed": dict(after.failed),
             "kept_previous": sorted(v for v in after.failed if v in after.versions),
         }

@@ -40,6 +40,8 @@ class Settings:
     """Weight of a manifest version with no MODEL_<VERSION>_WEIGHT variable (the seed's 50/50)."""
     env_weights: Mapping[str, int] = field(default_factory=dict)
     """Weights given by MODEL_<VERSION>_WEIGHT variables, keyed by lower-case version ('v1')."""
+    store_busy_timeout: float = 5.0
+    """How long a store write waits for a lock before it counts as failed."""
     state_poll_seconds: float = 0.5
     """How often each worker re-reads weights and the model generation from the store."""
     log_flush_seconds: float = 0.2

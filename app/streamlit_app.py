@@ -78,6 +78,21 @@ def format_interval(bounds: Any) -> str:
     return f"{low:.1%} – {high:.1%}"
 
 
+def parse_utc(timestamp: Any) -> datetime | None:
+    """Parse an ISO timestamp, converted to UTC when it carries a zone."""
+    try:
+        moment = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment
+
+
+def format_when(timestamp: Any) -> str:
+    """Format an ISO timestamp as "2026-11-24 03:00 UTC", or pass other text through."""
+    moment = parse_utc(timestamp)
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else str(timestamp or "?")
+
+
 def class_label(value: Any, class_names: list[str]) -> str:
     """Name a class given as an index or a name, in Title Case."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(class_names):
@@ -91,7 +106,8 @@ def panel(name: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - no traceback may reach the page
-        st.error(one_line(f"{name} is unavailable: unexpected reply from the API ({type(exc).__name__}: {exc})"))
+        reason = f"{type(exc).__name__}: {exc}"
+        st.error(one_line(f"{name} is unavailable: unexpected reply from the API ({reason})"))
 
 
 # ---------------------------------------------------------------- session
@@ -237,13 +253,7 @@ def history_row(prediction: dict[str, Any]) -> dict[str, Any]:
 
 def clock_time(timestamp: Any) -> str:
     """HH:MM:SS (UTC) of an ISO timestamp, falling back to now."""
-    try:
-        moment = datetime.fromisoformat(str(timestamp))
-    except ValueError:
-        moment = datetime.now(timezone.utc)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%H:%M:%S")
+    return (parse_utc(timestamp) or datetime.now(timezone.utc)).strftime("%H:%M:%S")
 
 
 def show_last_prediction(client: ApiClient, class_names: list[str]) -> None:
@@ -267,10 +277,13 @@ def show_probabilities(probabilities: Any, class_names: list[str]) -> None:
     """Bar chart of the class probabilities."""
     if not isinstance(probabilities, list) or not probabilities:
         return
-    names = [class_label(i, class_names) if i < len(class_names) else f"Class {i}" for i in range(len(probabilities))]
+    names = [
+        class_label(i, class_names) if i < len(class_names) else f"Class {i}" for i in range(len(probabilities))
+    ]
     shares = [as_float(p) or 0.0 for p in probabilities]
     frame = pd.DataFrame({"probability": shares}, index=pd.Index(names, name="class"))
-    st.bar_chart(frame, horizontal=True, sort=False, x_label="probability", y_label="")
+    # With horizontal=True the labels follow the data axes: y is the value axis.
+    st.bar_chart(frame, horizontal=True, sort=False, x_label="", y_label="probability", height=160)
 
 
 def render_feedback(client: ApiClient, prediction: dict[str, Any], class_names: list[str]) -> None:
@@ -351,7 +364,7 @@ def render_experiment(client: ApiClient) -> None:
         return
     report = result.data
     experiment = report.get("experiment") or {}
-    st.caption(f"Experiment #{experiment.get('id', '?')} · started {experiment.get('started_at', '?')}")
+    st.caption(f"Experiment #{experiment.get('id', '?')} · started {format_when(experiment.get('started_at'))}")
     recommendation = report.get("recommendation")
     if recommendation:
         st.info(f"**Recommendation:** {recommendation}")
@@ -408,9 +421,17 @@ def show_accuracy(variants: dict[str, Any]) -> None:
 
 
 def p_clause(value: Any) -> str:
-    """"p = 0.012" or "p < 0.001"."""
+    """Quote a p-value as "p = 0.012" or "p < 0.001"."""
     text = format_p(value)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def decision_p(comparison: dict[str, Any]) -> Any:
+    """The p-value the significance call was made on."""
+    # With several challengers the API corrects for multiple comparisons;
+    # quoting the raw p-value next to its verdict would contradict it.
+    adjusted = comparison.get("p_value_adjusted")
+    return comparison.get("p_value") if adjusted is None else adjusted
 
 
 def comparison_sentence(comparison: dict[str, Any]) -> str:
@@ -419,12 +440,9 @@ def comparison_sentence(comparison: dict[str, Any]) -> str:
     baseline = comparison.get("baseline", "baseline")
     diff = as_float(comparison.get("accuracy_diff"))
     diff_text = "unknown" if diff is None else f"{diff * 100:+.1f} points"
-    # The adjusted p-value is the one the significance call is made on when
-    # several challengers are compared.
-    p_value = comparison.get("p_value_adjusted", comparison.get("p_value"))
     head = (
         f"{challenger} vs {baseline}: accuracy difference {diff_text}, "
-        f"{p_clause(p_value)} ({comparison.get('method') or 'test'})"
+        f"{p_clause(decision_p(comparison))} ({comparison.get('method') or 'test'})"
     )
     if comparison.get("significant"):
         return f"{head}: significant, {comparison.get('winner') or 'neither'} is better."
@@ -436,15 +454,18 @@ def comparison_sentence(comparison: dict[str, Any]) -> str:
 def show_comparisons(comparison: dict[str, Any] | None, comparisons: list[Any]) -> None:
     """The p-value of the baseline-versus-challenger test(s), in words."""
     st.subheader("Is the difference real?")
-    if not comparison:
+    # The API sends a comparison with null numbers until both versions have labels.
+    if not comparison or as_float(decision_p(comparison)) is None:
         st.info("Not enough labelled predictions to compare the versions yet.")
         return
     diff = as_float(comparison.get("accuracy_diff"))
     diff_col, p_col, sig_col = st.columns(3)
     diff_col.metric("Accuracy difference", "—" if diff is None else f"{diff * 100:+.1f} pp")
-    p_col.metric("p-value", format_p(comparison.get("p_value")))
+    p_col.metric("p-value", format_p(decision_p(comparison)))
     sig_col.metric("Significant", "yes" if comparison.get("significant") else "no")
-    extra = [c for c in comparisons if isinstance(c, dict) and c != comparison]
+    extra = [
+        c for c in comparisons if isinstance(c, dict) and c != comparison and as_float(decision_p(c)) is not None
+    ]
     for other in [comparison, *extra]:
         st.write(comparison_sentence(other))
 
@@ -488,7 +509,10 @@ def render_drift(client: ApiClient) -> None:
     samples_col.metric("Samples in window", f"{drift.get('samples', 0)} / {drift.get('window_size', '?')}")
     if score is not None:
         # The bar fills up as the score approaches the alarm threshold.
-        st.progress(min(max(score / threshold, 0.0), 1.0), text=f"Drift score {score:.2f} of the {threshold:.2f} threshold")
+        st.progress(
+            min(max(score / threshold, 0.0), 1.0),
+            text=f"Drift score {score:.2f} of the {threshold:.2f} threshold",
+        )
     show_drift_features(drift.get("features") or {})
 
 
@@ -498,7 +522,8 @@ def show_drift_status(drift: dict[str, Any]) -> None:
     features = drift.get("features") or {}
     drifted = [name for name, f in features.items() if isinstance(f, dict) and f.get("drifted")]
     if status == "INSUFFICIENT_DATA":
-        st.info(f"Not enough live data yet: {drift.get('samples', 0)} of {drift.get('window_size', '?')} samples.")
+        samples = f"{drift.get('samples', 0)} of {drift.get('window_size', '?')}"
+        st.info(f"Not enough live data yet: {samples} samples.")
     elif status == "WARNING" or drift.get("drift_detected"):
         which = ", ".join(display_name(n) for n in drifted) or "see the table"
         st.warning(f"Drift detected (status {status}): live inputs differ from the training data ({which}).")
@@ -578,7 +603,7 @@ def show_weights(config: dict[str, Any]) -> None:
         column.metric(name, str(weight), delta=share, delta_color="off", delta_arrow="off")
     experiment = config.get("experiment") or {}
     st.caption(
-        f"Experiment #{experiment.get('id', '?')} · started {experiment.get('started_at', '?')} "
+        f"Experiment #{experiment.get('id', '?')} · started {format_when(experiment.get('started_at'))} "
         f"· weights from {experiment.get('source', '?')}"
     )
 

@@ -95,7 +95,7 @@ def load_csv_dataset(path: Path, target: str) -> Dataset:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     for name in features:
         column = frame[name]
-        if column.dtype == bool or not np.issubdtype(column.dtype, np.number):
+        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
             raise DataError(f"{path}: feature column {name!r} is not numeric")
         if not np.isfinite(column.to_numpy(dtype=np.float64)).all():
             raise DataError(f"{path}: feature column {name!r} has missing or infinite values")

@@ -18,10 +18,10 @@ DEFAULT_API_URL = "http://localhost:5000"
 DEFAULT_TIMEOUT_SECONDS = 3.0
 _MAX_MESSAGE_CHARS = 240
 
-# Why a status failed, in words an operator can act on; the API's own
-# {"error": ...} text is appended when it sent one.
+# Words for a failed status, used when the API sent no {"error": ...} of its own
+# (its own text is more specific, so it wins).
 _STATUS_HINTS: dict[int, str] = {
-    400: "Rejected by the API",
+    400: "The API rejected the request",
     401: "Admin token missing or wrong",
     403: "Admin changes are disabled on the server (ADMIN_TOKEN is not set)",
     404: "Not found",
@@ -71,9 +71,7 @@ def _error_text(response: requests.Response) -> str:
 
 
 def _http_error(response: requests.Response) -> str:
-    hint = _STATUS_HINTS.get(response.status_code, "API error")
-    detail = _error_text(response)
-    message = f"{hint}: {detail}" if detail and detail != hint else hint
+    message = _error_text(response) or _STATUS_HINTS.get(response.status_code, "API error")
     return one_line(f"{message} (HTTP {response.status_code})")
 
 

@@ -1,0 +1,67 @@
+"""The fast forest must agree with scikit-learn: same class, probabilities within 1e-6."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from app.predictor import FastForest, SklearnPredictor, build_predictor
+from app.registry import load_model_set
+
+
+@pytest.fixture(scope="module")
+def model_set(trained_models):
+    return load_model_set(trained_models, "fast")
+
+
+def random_rows(n: int = 10_000, seed: int = 7) -> np.ndarray:
+    """Rows spanning 1.5x the Iris training range on every feature."""
+    X = load_iris().data
+    low, high = X.min(axis=0), X.max(axis=0)
+    span = high - low
+    rng = np.random.default_rng(seed)
+    return rng.uniform(low - 0.25 * span, high + 0.25 * span, size=(n, X.shape[1]))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("dataset", ["iris", "random"])
+def test_fast_forest_agrees_with_sklearn(model_set, version, dataset):
+    X = load_iris().data if dataset == "iris" else random_rows()
+    loaded = model_set.versions[version]
+    expected = loaded.estimator.predict_proba(X)
+    actual = loaded.predictor.predict_proba(X)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(actual.argmax(axis=1), loaded.estimator.predict(X))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_single_row_path_matches_batch_path(model_set, version):
+    X = random_rows(500, seed=11)
+    predictor = model_set.versions[version].predictor
+    batch = predictor.predict_proba(X)
+    single = np.vstack([predictor.predict_proba(row[None, :]) for row in X])
+    np.testing.assert_array_equal(single, batch)
+
+
+def test_float32_rounding_matches_sklearn_at_thresholds(model_set):
+    """Values straddling a split threshold fall on the same side as in sklearn (float32 inputs)."""
+    loaded = model_set.versions["v2"]
+    tree = loaded.estimator.estimators_[0].tree_
+    internal = np.flatnonzero(tree.children_left != -1)
+    rows = []
+    for node in internal[:20]:
+        threshold = tree.threshold[node]
+        for value in (threshold, np.nextafter(threshold, np.inf), np.nextafter(threshold, -np.inf)):
+            row = load_iris().data[0].copy()
+            row[tree.feature[node]] = value
+            rows.append(row)
+    X = np.array(rows)
+    np.testing.assert_allclose(loaded.predictor.predict_proba(X), loaded.estimator.predict_proba(X), atol=1e-6)
+
+
+def test_build_predictor_backends(model_set):
+    estimator = model_set.versions["v1"].estimator
+    assert isinstance(build_predictor(estimator, "fast"), FastForest)
+    assert isinstance(build_predictor(estimator, "sklearn"), SklearnPredictor)
+    with pytest.raises(ValueError):
+        build_predictor(estimator, "onnx")
