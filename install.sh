@@ -74,14 +74,17 @@ install_system_packages() {
 }
 
 install_python_packages() {
-  local requirements=requirements.txt
-  if ((DEV)); then requirements="requirements-dev.txt"; fi
+  local requirements=requirements.txt kind=runtime
+  if ((DEV)); then requirements="requirements-dev.txt"; kind=dev; fi
   if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating virtualenv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local stamp
-  stamp="$VENV/.installed-$(cat requirements.txt "$requirements" | sha256sum | cut -c1-16)-$DEV"
+  local runtime_stamp dev_stamp stamp
+  runtime_stamp="$VENV/.installed-runtime-$(sha256sum requirements.txt | cut -c1-16)"
+  dev_stamp="$VENV/.installed-dev-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+  stamp="$runtime_stamp"
+  if ((DEV)); then stamp="$dev_stamp"; fi
   if [[ -f "$stamp" ]]; then
     log "Python packages already installed ($requirements)"
     return 0
@@ -90,7 +93,8 @@ install_python_packages() {
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
   rm -f "$VENV"/.installed-*
-  touch "$stamp"
+  touch "$runtime_stamp"
+  if [[ "$kind" == dev ]]; then touch "$dev_stamp"; fi
 }
 
 main() {

@@ -194,7 +194,8 @@ def _cvm_columns(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarr
     # (Anderson 1962, as scipy does), then use the limiting distribution.
     total, product = n + m, n * m
     mean = (1 + 1 / total) / 6
-    var = (total + 1) * (4 * product * total - 3 * (n**2 + m**2) - 2 * product) / (45 * total**2 * 4 * product)
+    var = (total + 1) * (4 * product * total - 3 * (n**2 + m**2) - 2 * product)
+    var /= 45 * total**2 * 4 * product
     standardised = 1 / 6 + (statistic - mean) / math.sqrt(45 * var)
     return statistic, _cvm_limit_sf(standardised)
 

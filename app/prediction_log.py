@@ -63,17 +63,19 @@ class PredictionLog:
         """Drain the queue and stop the writer thread."""
         if self._stopping.is_set():
             return
-        self.flush(timeout)
         self._stopping.set()
+        self.flush(timeout)  # wakes the writer, which drains what is queued and then exits
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             batch, waiters = self._collect()
             if batch:
                 self._write(batch)
             for waiter in waiters:
                 waiter.set()
+            if self._stopping.is_set() and self._queue.empty():
+                return
 
     def _collect(self) -> tuple[list[PredictionRecord], list[threading.Event]]:
         """Wait for the first item up to one flush interval, then take everything queued."""

@@ -46,6 +46,14 @@ def load_verified(path: Path, expected_sha256: str) -> Any:
     return joblib.load(path)
 
 
+def load_training_stats(models_dir: Path) -> dict:
+    """The verified training statistics (reference sample, per-feature stats) of a model set."""
+    manifest = json.loads((Path(models_dir) / MANIFEST_NAME).read_text())
+    meta = manifest["training_stats"]
+    stats = load_verified(Path(models_dir) / meta["file"], meta["sha256"])
+    return {**stats, "feature_names": manifest["feature_names"], "class_names": manifest["class_names"]}
+
+
 @dataclass(frozen=True)
 class LoadedVersion:
     """One servable model version."""

@@ -194,79 +194,13 @@ class Service:
         models = self.models
         if models.reference is None:
             raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
-        rows = self.store.recent_features(self.settings.drift_window)
-        width = len(models.feature_names)
-        current = np.array([r for r in rows if len(r) == width], dtype=np.float64).reshape(-1, width)
-        result = drift.detect_drift(
-            models.reference,
-            current,
-            models.feature_names,
-            threshold=self.settings.drift_threshold,
-            min_samples=self.settings.drift_min_samples,
-        )
-        result = {**result, "window_size": self.settings.drift_window, "timestamp": utc_now()}
+        result = window_drift(self.store, models.reference, models.feature_names, self.settings)
         self._drift_cache = (now, result)
         return result
 
     def ab_report(self, since: float | None = None) -> dict:
         """The A/B verdict for the current experiment period, or for everything since ``since``."""
-        exp = self.experiment
-        experiments = {e.id: e for e in self.store.experiments()} or {exp.id: exp}
-        if since is None:
-            counts = self.store.variant_counts(experiment_id=exp.id)
-            latencies = self.store.latencies(experiment_id=exp.id)
-        else:
-            counts = self.store.variant_counts(since=since)
-            latencies = self.store.latencies(since=since)
-        shares = self._expected_shares(counts, experiments, current=since is None)
-        totals: dict[str, list[int]] = {}
-        for c in counts:
-            entry = totals.setdefault(c.version, [0, 0, 0])
-            entry[0] += c.requests
-            entry[1] += c.labeled
-            entry[2] += c.correct
-        versions = list(dict.fromkeys([*exp.weights, *totals]))
-        variants = [
-            experiment.VariantData(
-                version=v,
-                weight=int(exp.weights.get(v, 0)),
-                expected_share=shares.get(v, 0.0),
-                requests=totals.get(v, [0, 0, 0])[0],
-                labeled=totals.get(v, [0, 0, 0])[1],
-                correct=totals.get(v, [0, 0, 0])[2],
-                latencies_ms=latencies.get(v, []),
-            )
-            for v in versions
-        ]
-        report = experiment.build_report(variants, baseline=versions[0] if versions else None)
-        period = {
-            "id": exp.id,
-            "started_at": iso(exp.started_at),
-            "weights": dict(exp.weights),
-            "source": exp.source,
-        }
-        return {
-            "experiment": period,
-            "since": iso(since) if since is not None else iso(exp.started_at),
-            "generated_at": utc_now(),
-            **report,
-        }
-
-    def _expected_shares(self, counts, experiments: dict[int, Experiment], current: bool) -> dict[str, float]:
-        """Configured shares; over several periods, each period's shares weighted by its traffic."""
-        if current:
-            return {v: self.router.share(v) for v in self.experiment.weights}
-        expected: dict[str, float] = {}
-        per_period: dict[int | None, int] = {}
-        for c in counts:
-            per_period[c.experiment_id] = per_period.get(c.experiment_id, 0) + c.requests
-        for exp_id, n in per_period.items():
-            weights = experiments.get(exp_id, self.experiment).weights
-            total = sum(w for w in weights.values() if w > 0) or 1
-            for v, w in weights.items():
-                expected[v] = expected.get(v, 0.0) + n * max(w, 0) / total
-        grand = sum(expected.values()) or 1.0
-        return {v: x / grand for v, x in expected.items()}
+        return assemble_ab_report(self.store, self.experiment, since=since, shares=self.router.share)
 
     def metrics_snapshot(self) -> dict:
         """Scrape-time gauges: drift, per-version accuracy, weights, loaded models."""
@@ -284,7 +218,7 @@ class Service:
                 name: drift.drift_score_from_p(f["p_value_adjusted"], threshold=self.settings.drift_threshold)
                 for name, f in result["features"].items()
             }
-        except (StoreUnavailable, ModelUnavailable) as exc:
+        except (StoreUnavailable, ModelUnavailable, ValueError) as exc:
             log.warning("drift not computed for /metrics: %s", exc)
         snapshot["accuracy"] = self._accuracy()
         return snapshot
@@ -350,3 +284,77 @@ class Service:
         except StoreUnavailable as exc:
             log.error("state store unavailable at start-up: %s", exc)
             return default
+
+
+def window_drift(store: Store, reference: np.ndarray, feature_names: list[str], settings: Settings) -> dict:
+    """Drift of the store's last DRIFT_WINDOW rows (every worker's) against ``reference``."""
+    rows = store.recent_features(settings.drift_window)
+    width = len(feature_names)
+    current = np.array([r for r in rows if len(r) == width], dtype=np.float64).reshape(-1, width)
+    result = drift.detect_drift(
+        reference, current, feature_names, threshold=settings.drift_threshold, min_samples=settings.drift_min_samples
+    )
+    return {**result, "window_size": settings.drift_window, "timestamp": utc_now()}
+
+
+def assemble_ab_report(store: Store, current: Experiment, *, since: float | None = None, shares=None) -> dict:
+    """Gather the store's counts for a period and build the A/B report.
+
+    Without ``since`` the period is the current experiment; its expected shares come from
+    ``shares`` (the router's, which knows which versions can serve) or the configured weights.
+    With ``since`` every experiment period overlapping it contributes its own weights,
+    in proportion to the traffic it saw.
+    """
+    if since is None:
+        counts = store.variant_counts(experiment_id=current.id)
+        latencies = store.latencies(experiment_id=current.id)
+        positive = sum(w for w in current.weights.values() if w > 0) or 1
+        share = shares or (lambda v: max(current.weights.get(v, 0), 0) / positive)
+        expected = {v: share(v) for v in current.weights}
+    else:
+        counts = store.variant_counts(since=since)
+        latencies = store.latencies(since=since)
+        expected = _mixed_shares(counts, {e.id: e for e in store.experiments()}, current)
+    totals: dict[str, list[int]] = {}
+    for c in counts:
+        entry = totals.setdefault(c.version, [0, 0, 0])
+        entry[0] += c.requests
+        entry[1] += c.labeled
+        entry[2] += c.correct
+    versions = list(dict.fromkeys([*current.weights, *totals]))
+    variants = [
+        experiment.VariantData(
+            version=v,
+            weight=int(current.weights.get(v, 0)),
+            expected_share=expected.get(v, 0.0),
+            requests=totals.get(v, [0, 0, 0])[0],
+            labeled=totals.get(v, [0, 0, 0])[1],
+            correct=totals.get(v, [0, 0, 0])[2],
+            latencies_ms=latencies.get(v, []),
+        )
+        for v in versions
+    ]
+    report = experiment.build_report(variants, baseline=versions[0] if versions else None)
+    period = {"id": current.id, "started_at": iso(current.started_at), "weights": dict(current.weights),
+              "source": current.source}
+    return {
+        "experiment": period,
+        "since": iso(since) if since is not None else iso(current.started_at),
+        "generated_at": utc_now(),
+        **report,
+    }
+
+
+def _mixed_shares(counts, experiments: dict[int, Experiment], current: Experiment) -> dict[str, float]:
+    """Expected shares over several periods: each period's configured shares, weighted by its traffic."""
+    expected: dict[str, float] = {}
+    per_period: dict[int | None, int] = {}
+    for c in counts:
+        per_period[c.experiment_id] = per_period.get(c.experiment_id, 0) + c.requests
+    for exp_id, n in per_period.items():
+        weights = experiments.get(exp_id, current).weights
+        positive = sum(w for w in weights.values() if w > 0) or 1
+        for v, w in weights.items():
+            expected[v] = expected.get(v, 0.0) + n * max(w, 0) / positive
+    grand = sum(expected.values()) or 1.0
+    return {v: x / grand for v, x in expected.items()}

@@ -194,7 +194,8 @@ def mixture_model(reference: np.ndarray) -> GaussianClassModel:
     """Class Gaussians for unlabelled rows: a full-covariance mixture, components chosen by BIC."""
     reference = np.asarray(reference, dtype=float)
     # Without labels a single Gaussian would flatten multi-modal features
-    # (Iris petals), and that shape change alone would read as drift.
+    # (Iris petals), and that shape change alone would read as drift. At
+    # least ~10 rows per component keeps the covariances estimable.
     fits = [
         GaussianMixture(k, covariance_type="full", random_state=0).fit(reference)
         for k in range(1, max(1, min(MAX_MIXTURE_COMPONENTS, reference.shape[0] // 10)) + 1)

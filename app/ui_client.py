@@ -6,7 +6,6 @@ show a one-line message and carry on when the API is down, slow or confused.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -133,7 +132,7 @@ class ApiClient:
             return ApiResult(error=_http_error(response), status=status)
         try:
             payload = response.json()
-        except (ValueError, json.JSONDecodeError):
+        except ValueError:  # requests' JSONDecodeError is a ValueError
             return ApiResult(error=f"The API sent a reply that is not JSON (HTTP {status})", status=status)
         if not isinstance(payload, dict):
             return ApiResult(error=f"The API sent an unexpected reply (HTTP {status})", status=status)

@@ -57,17 +57,22 @@ def time_per_call(reference: np.ndarray, current: np.ndarray, names: list[str]) 
     return min(timeit.repeat(lambda: detect_drift(reference, current, names), number=calls, repeat=7)) / calls
 
 
-def false_alarm_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
+def false_alarm_section(
+    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
+) -> None:
     """Unshifted windows: 100 rows, 30 rows, and a freshly drawn reference each time."""
     print(ROW.format("false alarms (no shift)", "windows", "detect_drift", "naive"))
     common = {"feature": None, "shift_sd": 0.0, "windows": n}
-    print(row("  100-row windows", rates(X, iter_windows(X, source, **common, rng=np.random.default_rng(seed)), names)))
+    full = iter_windows(X, source, **common, rng=np.random.default_rng(seed))
+    print(row("  100-row windows", rates(X, full, names)))
     small = iter_windows(X, source, **common, window=30, rng=np.random.default_rng(seed + 1))
     print(row("  30-row windows (min_samples)", rates(X, small, names)))
     print(row("  fresh 120-row reference each", fresh_reference_rates(source, names, n, seed + 2)))
 
 
-def fresh_reference_rates(source: GaussianClassModel, names: list[str], n: int, seed: int) -> tuple[float, float, int]:
+def fresh_reference_rates(
+    source: GaussianClassModel, names: list[str], n: int, seed: int
+) -> tuple[float, float, int]:
     """False alarms when the reference is also a new sample, i.e. unconditional on the Iris rows."""
     rng = np.random.default_rng(seed)
     ours = naive = 0
@@ -79,7 +84,9 @@ def fresh_reference_rates(source: GaussianClassModel, names: list[str], n: int, 
     return ours / n, naive / n, n
 
 
-def shift_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
+def shift_section(
+    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
+) -> None:
     """Single-feature shifts of +/-1 and +/-0.5 reference SDs, with the per-shift average."""
     for shift in (1.0, -1.0, 0.5, -0.5):
         print()
@@ -90,11 +97,13 @@ def shift_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n
             windows = iter_windows(X, source, feature=feature, shift_sd=shift, windows=n, rng=rng)
             results.append(rates(X, windows, names))
             print(row(f"  {name}", results[-1]))
-        ours, naive, _ = np.mean([r[0] for r in results]), np.mean([r[1] for r in results]), n
-        print(row("  average over features", (ours, naive, n)))
+        average = (float(np.mean([r[0] for r in results])), float(np.mean([r[1] for r in results])), n)
+        print(row("  average over features", average))
 
 
-def scenario_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
+def scenario_section(
+    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
+) -> None:
     """The monitoring.py --simulate scenarios as detection rates."""
     print()
     print(ROW.format("scenarios", "windows", "detect_drift", "naive"))

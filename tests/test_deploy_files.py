@@ -325,7 +325,7 @@ def test_dockerfile_runs_as_non_root(kind):
     assert users[-1].split(":")[0] not in ("root", "0"), users[-1]
     run_lines = " ".join(args for keyword, args in instructions if keyword == "RUN")
     assert "--uid 10001" in run_lines, "create the app user with the fixed uid 10001"
-    # Nothing but USER may follow... except metadata and the command.
+    # After the last USER only metadata and the start command: nothing else runs as root.
     last_user = max(i for i, (k, _) in enumerate(instructions) if k == "USER")
     after = {k for k, _ in instructions[last_user + 1:]}
     assert after <= {"EXPOSE", "CMD", "ENTRYPOINT", "HEALTHCHECK", "LABEL", "STOPSIGNAL"}, after

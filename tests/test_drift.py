@@ -48,7 +48,9 @@ def source(iris: tuple[np.ndarray, np.ndarray, list[str]]) -> GaussianClassModel
     return GaussianClassModel.fit(X, y)
 
 
-def _window(source: GaussianClassModel, X: np.ndarray, seed: int, feature: int | None, shift_sd: float) -> np.ndarray:
+def _window(
+    source: GaussianClassModel, X: np.ndarray, seed: int, feature: int | None, shift_sd: float
+) -> np.ndarray:
     """One rounded 100-row window with the given shift."""
     rng = np.random.default_rng(seed)
     return source.sample(100, rng, shift=shift_vector(X, feature, shift_sd), round_to=0.1)
@@ -251,7 +253,8 @@ def test_unrounded_windows_shift_symmetrically(iris: tuple, source: GaussianClas
     X, _, _ = iris
     rates = [
         detection_rate(
-            X, source, feature=1, shift_sd=shift, windows=300, rng=np.random.default_rng(13), rounded_fraction=0.0
+            X, source, feature=1, shift_sd=shift, windows=300,
+            rng=np.random.default_rng(13), rounded_fraction=0.0,
         )
         for shift in (0.5, -0.5)
     ]
@@ -415,7 +418,8 @@ def test_false_alarm_rate_at_min_samples(iris: tuple, source: GaussianClassModel
     """The smallest window that is tested (30 rows) keeps the false-alarm rate too."""
     X, _, _ = iris
     rate = detection_rate(
-        X, source, feature=None, shift_sd=0.0, windows=NULL_WINDOWS, window=30, rng=np.random.default_rng(20243)
+        X, source, feature=None, shift_sd=0.0, windows=NULL_WINDOWS, window=30,
+        rng=np.random.default_rng(20243),
     )
     assert rate <= 0.05
 

@@ -6,7 +6,6 @@ import copy
 import json
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -453,6 +452,8 @@ def test_experiment_panel_shows_report_not_json(fake_api: FakeApi) -> None:
     assert metrics["v2 accuracy"] == "71.2%"
     assert metrics["p-value"] == "< 0.001"
     assert metrics["Significant"] == "yes"
+    sentences = " ".join(m.value for m in experiment.markdown)
+    assert "v2 vs v1: accuracy difference -28.7 points, p < 0.001 (z-test): significant, v1 is better." in sentences
     captions = " ".join(c.value for c in experiment.caption)
     assert "95% CI 91.2% – 100.0%" in captions
     assert "v1: 120 requests" in captions
@@ -478,7 +479,11 @@ def test_experiment_panel_without_labelled_data(fake_api: FakeApi) -> None:
     for variant in report["variants"].values():
         variant.update({"labeled": 0, "correct": 0, "accuracy": None, "accuracy_ci95": None,
                         "latency_p50_ms": None, "latency_p95_ms": None})
-    report["comparison"] = None
+    # The real API keeps the comparison object but nulls its numbers.
+    report["comparison"] = {key: None for key in AB_REPORT["comparison"]} | {
+        "baseline": "v1", "challenger": "v2", "significant": False,
+    }
+    report["comparisons"] = [report["comparison"]]
     report["recommendation"] = "collect more labelled data"
     fake_api.reply("GET", "/ab/report", 200, report)
 
@@ -488,6 +493,21 @@ def test_experiment_panel_without_labelled_data(fake_api: FakeApi) -> None:
     assert metric_values(experiment)["v1 accuracy"] == "—"
     assert any("Not enough labelled" in i.value for i in experiment.info)
     assert not at.error
+
+
+def test_experiment_panel_says_when_the_difference_is_not_significant_yet(fake_api: FakeApi) -> None:
+    report = copy.deepcopy(AB_REPORT)
+    report["comparison"].update({"p_value": 0.141, "p_value_adjusted": 0.141, "significant": False,
+                                 "winner": None, "additional_samples_needed": 207})
+    fake_api.reply("GET", "/ab/report", 200, report)
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert metric_values(experiment)["p-value"] == "0.141"
+    assert metric_values(experiment)["Significant"] == "no"
+    sentences = " ".join(m.value for m in experiment.markdown)
+    assert "p = 0.141 (z-test): not significant yet, about 207 more labelled predictions" in sentences
 
 
 # ---------------------------------------------------------------- drift
@@ -628,14 +648,12 @@ def test_api_too_slow_says_so_and_waits_only_once(fake_api: FakeApi, monkeypatch
     monkeypatch.setenv("API_TIMEOUT_SECONDS", "0.3")
     fake_api.delay = 5.0
 
-    started = time.monotonic()
     at = run_app()
-    elapsed = time.monotonic() - started
 
     _assert_one_line_errors_everywhere(at, "did not answer within 0.3 s")
-    # The first timeout short-circuits the other calls of the same run.
+    # The first timeout short-circuits the other calls of the same run, so the
+    # page waits out one timeout, not one per panel.
     assert len(fake_api.requests) == 1
-    assert elapsed < 3
 
 
 def test_a_malformed_reply_breaks_only_its_own_panel(fake_api: FakeApi) -> None:
