@@ -5,6 +5,7 @@
 #                           healthy, print the URLs and return (services keep running)
 #   ./run_demo.sh stop      stop the services
 #   ./run_demo.sh status    show what runs and whether it answers
+#   ./run_demo.sh prometheus-config   write the native Prometheus config to RUN_DIR, print its path
 #
 # RUN_MODE=auto|native|docker (auto: Docker Compose when a Docker engine answers, else native
 # processes running the very same services). Environment knobs (defaults):
@@ -249,6 +250,13 @@ docker_start() {
 
 main() {
   local command="${1:-start}"
+  if [[ "$command" == prometheus-config ]]; then
+    # The native Prometheus config, for tests and for running Prometheus by hand.
+    mkdir -p "$RUN_DIR"
+    prometheus_config
+    echo "$RUN_DIR/prometheus.yml"
+    return 0
+  fi
   if [[ -f "$RUN_DIR/mode" && "$RUN_MODE" == "auto" ]]; then
     RUN_MODE="$(cat "$RUN_DIR/mode")"
   fi
@@ -260,7 +268,7 @@ main() {
     stop:docker) compose down; rm -f "$RUN_DIR/mode" ;;
     status:native) native_status ;;
     status:docker) compose ps ;;
-    *) die "usage: ./run_demo.sh [start|stop|status]" ;;
+    *) die "usage: ./run_demo.sh [start|stop|status|prometheus-config]" ;;
   esac
 }
 

@@ -28,7 +28,7 @@ from app.validation import PredictRequest
 log = logging.getLogger(__name__)
 
 _DRIFT_CACHE_SECONDS = 1.0
-_ACCURACY_CACHE_SECONDS = 5.0
+_ACCURACY_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def streamlit_url(live_api: Any, tmp_path: Path) -> Iterator[str]:
 def ui_page(streamlit_url: str) -> Iterator[Page]:
     """A Chromium page (Debian's binary, never a downloaded one) on the app."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+        pytest.fail(f"{CHROMIUM} is not installed: run ./install.sh --dev (Debian's chromium package)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
