@@ -58,7 +58,7 @@ apt_install() {
 install_system_packages() {
   local wanted=(prometheus)
   if ((DEV)); then
-    wanted+=(chromium shellcheck docker-compose wrk)
+    wanted+=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk)
   fi
   if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
     apt_install "${wanted[@]}" || {

@@ -125,7 +125,7 @@ start_ui() {
   API_URL="${API_URL:-http://$(local_host):$API_PORT}" \
     spawn ui "$VENV/bin/streamlit" run app/streamlit_app.py \
       --server.port "$UI_PORT" --server.address "$BIND_HOST" \
-      --server.headless true --browser.gatherUsageStats false
+      --server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer
 }
 
 prometheus_config() {

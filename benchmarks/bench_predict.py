@@ -437,28 +437,32 @@ def summarize(results: dict[str, TargetResult]) -> dict:
 
 def print_report(results: dict[str, TargetResult], summary: dict, args: argparse.Namespace, tool: str) -> None:
     """The human-readable table."""
-    print()
     print(f"POST /predict, {args.workers} gunicorn workers (docker/gunicorn.conf.py), {os.cpu_count()} CPUs, load: {tool}")
     if tool != "wrk":
         print("NOTE: wrk not found; figures come from the Python-threads fallback load generator "
-              "(its own GIL-bound overhead lowers throughput and inflates latency)")
-    print(f"throughput: {args.threads} threads, {args.connections} connections, {args.duration:g}s "
-          f"(after {args.warmup:g}s warm-up); single connection: 1 keep-alive connection, {args.latency_duration:g}s")
+              "(GIL-bound: lower throughput, higher latency than wrk)")
+    print(f"throughput: {args.threads} threads x {args.connections} connections for {args.duration:g}s after "
+          f"{args.warmup:g}s warm-up; single connection: 1 keep-alive connection for {args.latency_duration:g}s; "
+          f"{args.rounds} round(s), median shown")
     print()
-    head = f"{'target':<30}{'req/s':>9}{'p50':>8}{'p90':>8}{'p99':>8}  |{'1-conn p50':>11}{'p90':>8}{'p99':>8}{'req/s':>8}  {'load avg (1m) before/after':>27}"
+    head = (f"{'target':<34}{'req/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}  |{'1-conn p50':>11}{'p90':>7}{'p99':>7}"
+            f"{'req/s':>7}  | load 1m")
     print(head)
     print("-" * len(head))
     for r in results.values():
         t, s = r.throughput, r.single
         if t is None or s is None:
-            print(f"{r.name:<30}{'(not measured)':>20}")
+            print(f"{label(r):<34}(not measured)")
             continue
-        print(f"{label(r):<30}{t.rps:>9.0f}{t.p50_ms:>8.2f}{t.p90_ms:>8.2f}{t.p99_ms:>8.2f}  |"
-              f"{s.p50_ms:>11.3f}{s.p90_ms:>8.3f}{s.p99_ms:>8.3f}{s.rps:>8.0f}  "
-              f"{r.load_before[0]:>20.2f} / {r.load_after[0]:<5.2f}")
-    print("(latencies in ms; errors: " + ", ".join(
-        f"{r.name} {r.throughput.non_2xx} non-2xx/{r.throughput.socket_errors} socket"
-        for r in results.values() if r.throughput) + ")")
+        print(f"{label(r):<34}{t.rps:>8.0f}{t.p50_ms:>8.2f}{t.p90_ms:>8.2f}{t.p99_ms:>8.2f}  |"
+              f"{s.p50_ms:>11.3f}{s.p90_ms:>7.2f}{s.p99_ms:>7.2f}{s.rps:>7.0f}  | {t.load_1m_before:.2f}->{t.load_1m_after:.2f}")
+    print("latencies in ms. errors in throughput runs: " + "; ".join(
+        f"{r.name} {sum(x.non_2xx for x in r.throughput_runs)} non-2xx, {sum(x.socket_errors for x in r.throughput_runs)} socket"
+        for r in results.values()))
+    if args.rounds > 1:
+        for r in results.values():
+            print(f"  {r.name} req/s per round: " + ", ".join(f"{x.rps:.0f}" for x in r.throughput_runs)
+                  + "; 1-conn p50 ms per round: " + ", ".join(f"{x.p50_ms:.3f}" for x in r.single_runs))
     print()
     names = {"service_vs_bare": "service / bare Flask throughput",
              "service_vs_sklearn": "service / sklearn-path throughput",
@@ -474,12 +478,11 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
         else:
             shown = f"{value:.3f} ms"
         print(f"{names[key]:<36}{shown:>10}   target {item['target']:<10} {'PASS' if item['pass'] else 'MISS'}")
-    check = results["service"].metrics_check
-    if check:
-        print()
-        print(f"metrics exactness (service throughput run): prediction_requests_total rose by "
+    print()
+    for check in results["service"].metrics_checks:
+        print(f"metrics exactness, service throughput round {check['round']}: prediction_requests_total rose by "
               f"{check['prediction_requests_total_delta']}; the client sent {check['client_sent']} "
-              f"({check['client_completed']} completed + {check['in_flight_at_stop']} in flight at stop): "
+              f"({check['client_completed']} completed + {check['in_flight_at_stop']} in flight at the stop): "
               f"{'EXACT' if check['exact'] else 'MISMATCH'}")
 
 
@@ -495,13 +498,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each throughput run (default 10)")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in the throughput run (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads in the throughput run (default 2)")
-    parser.add_argument("--latency-duration", type=float, default=5.0, help="seconds of the single-connection run (default 5)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load before measuring (default 2)")
+    parser.add_argument("--latency-duration", type=float, default=5.0, help="seconds of each single-connection run (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load per server before measuring (default 2)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the targets this many times, report medians (default 1)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk gives each thread its share)")
+    if args.rounds < 1 or args.duration < 1 or args.latency_duration < 1 or args.warmup < 1:
+        parser.error("--rounds, --duration, --latency-duration and --warmup must be at least 1")
     return args
 
 
@@ -510,7 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     use_wrk = shutil.which("wrk") is not None
     tool = "wrk" if use_wrk else "python-threads"
-    log: Callable[[str], None] = lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    def log(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
     if not use_wrk:
         log("wrk not found on PATH: falling back to a Python-threads load generator (lower, noisier figures)")
     results = {
@@ -524,22 +533,24 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = tmp / "models"
         log(f"training models into {models_dir}")
         train_models(models_dir)
-        for target in results.values():
-            measure(target, tmp, models_dir, args, use_wrk, log)
+        measure(results, tmp, models_dir, args, use_wrk, log)
     summary = summarize(results)
+    end_load = loadavg()
     if args.json:
         print(json.dumps({
             "tool": tool,
             "cpus": os.cpu_count(),
             "load_average_at_start": start_load,
-            "load_average_at_end": loadavg(),
+            "load_average_at_end": end_load,
             "options": vars(args),
-            "targets": {k: asdict(v) for k, v in results.items()},
+            "targets": {k: {**asdict(v), "throughput": asdict(v.throughput) if v.throughput else None,
+                            "single": asdict(v.single) if v.single else None} for k, v in results.items()},
             "ratios": summary,
+            "metrics_exact": all(c["exact"] for c in results["service"].metrics_checks),
         }, indent=2))
     else:
         print_report(results, summary, args, tool)
-        print(f"\nload average (1, 5, 15 min): {start_load} at start, {loadavg()} at end")
+        print(f"\nload average (1, 5, 15 min): {start_load} at start, {end_load} at end")
     return 0
 
 

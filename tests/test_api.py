@@ -323,3 +323,29 @@ def test_openapi_lists_every_route(client, app):
             methods.setdefault(str(rule), set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
     for path, allowed in methods.items():
         assert set(doc["paths"][path]) == allowed, path
+
+
+def test_predictions_are_served_while_the_store_is_locked(settings):
+    import sqlite3
+
+    from app.flask_app import create_app
+
+    app = create_app(settings.with_overrides(store_busy_timeout=0.1))
+    service = service_of(app)
+    c = app.test_client()
+    lost_before = counter("prediction_log_errors_total", reason="store_unavailable")
+    blocker = sqlite3.connect(service.store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for _ in range(5):
+            r = c.post("/predict", json={"features": SETOSA})
+            assert r.status_code == 200 and r.get_json()["prediction"] == 0
+        assert service.prediction_log.flush(timeout=5)
+        assert counter("prediction_log_errors_total", reason="store_unavailable") == lost_before + 5
+        r = c.put("/config", json={"weights": {"v1": 1}}, headers=ADMIN)
+        assert r.status_code == 503 and "store unavailable" in r.get_json()["error"]
+        assert c.get("/metrics").status_code == 200
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        service.close()

@@ -443,6 +443,7 @@ def test_streamlit_dockerfile_command():
         "--server.address", "0.0.0.0",
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]
 
 
