@@ -158,7 +158,8 @@ class Service:
     def feedback(self, items: list[tuple[str, int]]) -> list[dict | None]:
         """Record labels; an id not yet flushed by its worker is awaited briefly before 'not found'."""
         results: list[dict | None] = [self._label(pid, label) for pid, label in items]
-        if any(r is None for r in results):
+        # Only ids this service could have issued are worth waiting for; anything else is 404 at once.
+        if any(r is None and _is_uuid(pid) for r, (pid, _) in zip(results, items)):
             self.prediction_log.flush()
             deadline = time.monotonic() + self.settings.feedback_wait_seconds
             while True:
@@ -169,6 +170,8 @@ class Service:
         return results
 
     def _label(self, prediction_id: str, label: int) -> dict | None:
+        if not _is_uuid(prediction_id):
+            return None
         found = self.store.set_label(prediction_id, label)
         if found is None:
             return None
@@ -246,6 +249,12 @@ class Service:
         with self._reload_lock:
             self.models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=self.models)
             self._drift_cache = None
+            if self.models.versions and not any(v in self.experiment.weights for v in self.models.versions):
+                # The first models to appear (the service started before training): their environment
+                # weights start the first real experiment; ensure_experiment makes it one row for all workers.
+                env_weights = self.settings.weights_for(list(self.models.manifest.get("versions", {})))
+                self.experiment = self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
+                                             Experiment(0, time.time(), env_weights, env_weights, "env"))
             self.router = Router(self.experiment.weights, servable=list(self.models.versions))
 
     def sync(self) -> None:
@@ -284,6 +293,13 @@ class Service:
         except StoreUnavailable as exc:
             log.error("state store unavailable at start-up: %s", exc)
             return default
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def window_drift(store: Store, reference: np.ndarray, feature_names: list[str], settings: Settings) -> dict:

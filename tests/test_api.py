@@ -349,3 +349,31 @@ def test_predictions_are_served_while_the_store_is_locked(settings):
         blocker.execute("ROLLBACK")
         blocker.close()
         service.close()
+
+
+def test_models_trained_after_start_are_served_after_reload(settings, tmp_path):
+    from app.flask_app import create_app
+    from app.train_model import load_iris_dataset, train
+
+    empty = tmp_path / "later"
+    app = create_app(settings.with_overrides(models_dir=empty))
+    try:
+        c = app.test_client()
+        assert c.post("/predict", json={"features": SETOSA}).status_code == 503
+        train(load_iris_dataset(), empty, log=lambda *_: None)
+        r = c.post("/models/reload", headers=ADMIN)
+        assert r.status_code == 200 and r.get_json()["status"] == "healthy"
+        assert c.get("/config").get_json()["weights"] == {"v1": 50, "v2": 50}
+        assert c.post("/predict", json={"features": SETOSA}).status_code == 200
+    finally:
+        service_of(app).close()
+
+
+def test_unknown_feedback_id_that_is_not_ours_is_not_waited_for(client, app, monkeypatch):
+    service = service_of(app)
+    flushes = []
+    monkeypatch.setattr(service.prediction_log, "flush", lambda *a, **k: flushes.append(1) or True)
+    r = client.post("/feedback", json={"prediction_id": "not-a-uuid", "label": 0})
+    assert r.status_code == 404 and flushes == []
+    r = client.post("/feedback", json={"prediction_id": "00000000-0000-4000-8000-000000000000", "label": 0})
+    assert r.status_code == 404 and flushes == [1]  # an id we could have issued: flushed and awaited
