@@ -58,8 +58,11 @@ def service_of(app: Flask) -> Service:
     return app.extensions[EXTENSION]
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def _json(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(body, allow_nan=False), status=status, mimetype="application/json", headers=headers)
+    return Response(_ENCODER.encode(body), status=status, mimetype="application/json", headers=headers)
 
 
 def _register_errors(app: Flask) -> None:

@@ -1,17 +1,17 @@
 """Batched, off-request-path writes of the prediction log.
 
-Requests put records on a bounded queue and return; one thread per worker writes them in a
-single transaction at least every ``flush_seconds``. A crash loses at most what is queued (the
-last flush interval); a clean shutdown drains the queue first. When the store fails, rows are
-dropped and counted, never raised to the client.
+Requests append records to an in-memory buffer and return: no lock, no thread wake-up, so the
+request thread never hands the GIL to the writer. One thread per worker wakes every
+``flush_seconds`` (or when asked to flush) and writes everything buffered in one transaction.
+A crash loses at most what is buffered (the last flush interval); a clean shutdown drains the
+buffer first. When the store fails, rows are dropped and counted, never raised to the client.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
+from collections import deque
 from typing import Callable, Sequence
 
 from app.store import PredictionRecord, Store, StoreUnavailable
@@ -22,7 +22,7 @@ _TRIM_EVERY_ROWS = 1000
 
 
 class PredictionLog:
-    """A bounded queue of prediction records and the thread that flushes it to the store."""
+    """A bounded buffer of prediction records and the thread that flushes it to the store."""
 
     def __init__(
         self,
@@ -35,65 +35,62 @@ class PredictionLog:
     ) -> None:
         self._store = store
         self._flush_seconds = flush_seconds
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._max_rows = max_queue
         self._retention = retention_rows
         self._on_lost = on_lost
-        self._since_trim = 0
+        self._pending: deque[PredictionRecord] = deque()
+        self._waiters: list[threading.Event] = []
+        self._waiters_lock = threading.Lock()
+        self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._since_trim = 0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
     def record(self, records: Sequence[PredictionRecord]) -> None:
-        """Queue records for writing; never blocks the request."""
-        try:
-            self._queue.put_nowait(list(records))
-        except queue.Full:
+        """Buffer records for writing; never blocks the request."""
+        if len(self._pending) + len(records) > self._max_rows:
             self._on_lost("queue_full", len(records))
+            return
+        self._pending.extend(records)  # deque.extend is atomic under the GIL
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Write everything queued so far; True once it is in the store (or was counted lost)."""
+        """Write everything buffered so far; True once it is in the store (or was counted lost)."""
+        if not self._thread.is_alive():
+            return not self._pending
         done = threading.Event()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
-            return False
+        with self._waiters_lock:
+            self._waiters.append(done)
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Drain the queue and stop the writer thread."""
+        """Drain the buffer and stop the writer thread."""
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self.flush(timeout)  # wakes the writer, which drains what is queued and then exits
+        self._wake.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            batch, waiters = self._collect()
-            if batch:
-                self._write(batch)
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            with self._waiters_lock:
+                # Waiters registered now asked after their records were buffered: drain, then answer.
+                waiters, self._waiters = self._waiters, []
+            self._drain()
             for waiter in waiters:
                 waiter.set()
-            if self._stopping.is_set() and self._queue.empty():
+            if stopping:
                 return
 
-    def _collect(self) -> tuple[list[PredictionRecord], list[threading.Event]]:
-        """Wait for the first item up to one flush interval, then take everything queued."""
-        batch: list[PredictionRecord] = []
-        waiters: list[threading.Event] = []
-        deadline = time.monotonic() + self._flush_seconds
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=max(remaining, 0.001)) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return batch, waiters
-            if isinstance(item, threading.Event):
-                waiters.append(item)
-                # A flush request is answered with what is queued now, not after the interval.
-                deadline = time.monotonic()
-            else:
-                batch.extend(item)
+    def _drain(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        if batch:
+            self._write(batch)
 
     def _write(self, batch: list[PredictionRecord]) -> None:
         try:

@@ -1,15 +1,22 @@
-"""Inference: a fast numpy forest compiled from the pickled estimator, and the sklearn reference.
+"""Inference: a fast forest compiled from the pickled estimator, and the sklearn reference.
 
-The pickle stays the source of truth. ``FastForest`` flattens every tree of a fitted
-RandomForestClassifier into a few contiguous arrays at load time and walks all trees at once,
-level by level, with vectorised gathers. It reproduces sklearn exactly: inputs are rounded to
-float32 before comparing (as sklearn's tree code does), leaf values are normalised the same way,
-and per-tree probabilities are summed in tree order before dividing by the number of trees.
+The pickle stays the source of truth. At load, ``FastForest`` turns a fitted
+RandomForestClassifier into two equivalent forms:
+
+- for a few rows (the usual request), Python source with every tree as nested ``if``s on
+  constant thresholds, accumulating constant leaf probabilities, compiled once with ``compile``;
+  a prediction is a few hundred comparisons in bytecode, with no numpy call overhead;
+- for batches, flat numpy arrays walked level by level for all trees and rows at once.
+
+Both reproduce sklearn exactly: inputs are rounded to float32 first (as sklearn's tree code
+does), leaf values are normalised the same way, and per-tree probabilities are summed in tree
+order before dividing by the number of trees. The generated source holds only numbers taken
+from the integrity-checked pickle (``repr`` of floats, integer feature indices).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -77,12 +84,15 @@ class FastForest:
         self._n_trees = len(trees)
         self.n_features = int(estimator.n_features_in_)
         self.n_classes = n_classes
+        self._row = _compile_rows(trees, offsets, leaf_proba) if self._depth <= _MAX_COMPILED_DEPTH else None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities for every row, matching sklearn's ``predict_proba``."""
-        X = np.asarray(X, dtype=np.float32).astype(np.float64)
-        if X.shape[0] == 1:
-            return self._predict_row(X[0])[None, :]
+        X32 = np.asarray(X, dtype=np.float32)
+        if self._row is not None and X32.shape[0] <= _COMPILED_MAX_ROWS:
+            # tolist() of float32 gives the exact float32 values as Python floats.
+            return np.array([self._row(*row) for row in X32.tolist()], dtype=np.float64)
+        X = X32.astype(np.float64)
         n = X.shape[0]
         flat = X.ravel()
         row_base = (np.arange(n, dtype=np.intp) * X.shape[1])[:, None]
@@ -93,13 +103,43 @@ class FastForest:
         # Summing over the tree axis accumulates in tree order, as sklearn's forest does.
         return self._leaf_proba[node].sum(axis=1) / self._n_trees
 
-    def _predict_row(self, x: np.ndarray) -> np.ndarray:
-        """The single-row path: the same walk without the row dimension."""
-        node = self._roots
-        feature, threshold, children = self._feature, self._threshold, self._children
-        for _ in range(self._depth):
-            node = children[2 * node + (x[feature[node]] <= threshold[node])]
-        return self._leaf_proba[node].sum(axis=0) / self._n_trees
+
+# Python allows about 100 nested blocks; deeper trees use the array walk for every input.
+_MAX_COMPILED_DEPTH = 90
+# Up to this many rows, calling the compiled function per row beats the array walk.
+_COMPILED_MAX_ROWS = 8
+
+
+def _compile_rows(trees: list, offsets: np.ndarray, leaf_proba: np.ndarray) -> Callable[..., tuple]:
+    """Compile the forest into ``f(x0, x1, ...) -> (p0, p1, ...)`` with every tree inlined."""
+    n_features = int(trees[0].n_features)
+    n_classes = leaf_proba.shape[1]
+    accumulators = [f"a{c}" for c in range(n_classes)]
+    lines = [f"def forest({', '.join(f'x{i}' for i in range(n_features))}):",
+             f"    {' = '.join(accumulators)} = 0.0"]
+    for tree, base in zip(trees, offsets):
+        left, right = tree.children_left, tree.children_right
+        stack = [(0, 1)]  # (node, indentation level); right children are pushed under their "else:"
+        while stack:
+            node, level = stack.pop()
+            pad = "    " * level
+            if node == "else":
+                lines.append(f"{pad}else:")
+                continue
+            if left[node] == -1:
+                # Adding 0.0 changes nothing, so pure leaves add only their class.
+                adds = [f"a{c} += {float(p)!r}" for c, p in enumerate(leaf_proba[base + node]) if p != 0.0]
+                lines.append(pad + ("; ".join(adds) if adds else "pass"))
+                continue
+            lines.append(f"{pad}if x{int(tree.feature[node])} <= {float(tree.threshold[node])!r}:")
+            stack.append((int(right[node]), level + 1))
+            stack.append(("else", level))
+            stack.append((int(left[node]), level + 1))
+    n = len(trees)
+    lines.append(f"    return ({', '.join(f'{a} / {n}' for a in accumulators)},)")
+    namespace: dict = {}
+    exec(compile("\n".join(lines), "<compiled forest>", "exec"), namespace)  # noqa: S102 - numbers only
+    return namespace["forest"]
 
 
 def build_predictor(estimator: Any, backend: str) -> Predictor:

@@ -8,10 +8,11 @@ change or a model reload made through any worker reaches every worker within a s
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timezone
 
 import numpy as np
@@ -31,8 +32,7 @@ _DRIFT_CACHE_SECONDS = 1.0
 _ACCURACY_CACHE_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     """The outcome of one /predict request."""
 
     version: str
@@ -76,6 +76,7 @@ class Service:
             on_lost=lambda reason, n: metrics.LOG_ERRORS.labels(reason).inc(n),
         )
         self._reload_lock = threading.Lock()
+        self._metric_children: dict[str, tuple] = {}
         self._drift_cache: tuple[float, dict] | None = None
         self._accuracy_cache: tuple[float, int, dict] | None = None
         self._stop = threading.Event()
@@ -93,32 +94,46 @@ class Service:
             raise ModelUnavailable(str(exc)) from None
         loaded = models.versions[version]
         proba = loaded.predictor.predict_proba(request.X)
-        classes = proba.argmax(axis=1)
+        probabilities = proba.tolist()
+        # For a few rows plain Python is faster than a numpy call (first maximum, like argmax).
+        classes = proba.argmax(axis=1).tolist() if len(probabilities) > 16 else [r.index(max(r)) for r in probabilities]
         names = models.class_names
         latency = time.perf_counter() - started
         now = time.time()
-        ids = [str(uuid.uuid4()) for _ in range(len(classes))]
+        ids = new_prediction_ids(len(classes), now)
         user_hash = hash_user(self.settings.experiment_salt, request.user_id) if request.user_id is not None else None
         latency_ms = latency * 1000.0
         self.prediction_log.record(
             [
-                PredictionRecord(pid, now, exp.id or None, version, row, int(c), p, latency_ms, user_hash)
-                for pid, row, c, p in zip(ids, request.X.tolist(), classes.tolist(), proba.tolist())
+                PredictionRecord(pid, now, exp.id or None, version, row, c, p, latency_ms, user_hash)
+                for pid, row, c, p in zip(ids, request.X.tolist(), classes, probabilities)
             ]
         )
-        metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
-        metrics.PREDICTION_LATENCY.labels(version).observe(latency)
-        for c, count in zip(*np.unique(classes, return_counts=True)):
-            metrics.PREDICTIONS.labels(version, names[int(c)]).inc(int(count))
+        self._count(version, latency, classes, names)
         return Prediction(
             version=version,
-            classes=classes.tolist(),
-            class_names=[names[int(c)] for c in classes],
-            probabilities=proba.tolist(),
+            classes=classes,
+            class_names=[names[c] for c in classes],
+            probabilities=probabilities,
             prediction_ids=ids,
             timestamp=iso(now),
             latency_ms=round(latency_ms, 3),
         )
+
+    def _count(self, version: str, latency: float, classes: list[int], names: list[str]) -> None:
+        """Update the per-version metrics through cached label children (labels() costs a lookup)."""
+        children = self._metric_children.get(version)
+        if children is None:
+            children = (metrics.MODEL_VERSION_REQUESTS.labels(version), metrics.PREDICTION_LATENCY.labels(version), {})
+            self._metric_children[version] = children
+        requests, latency_histogram, per_class = children
+        requests.inc()
+        latency_histogram.observe(latency)
+        for c in set(classes):
+            counter = per_class.get(c)
+            if counter is None:
+                counter = per_class[c] = metrics.PREDICTIONS.labels(version, names[c])
+            counter.inc(classes.count(c) if len(classes) > 1 else 1)
 
     # -- admin ---------------------------------------------------------------------------------
 
@@ -249,6 +264,7 @@ class Service:
         with self._reload_lock:
             self.models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=self.models)
             self._drift_cache = None
+            self._metric_children = {}
             if self.models.versions and not any(v in self.experiment.weights for v in self.models.versions):
                 # The first models to appear (the service started before training): their environment
                 # weights start the first real experiment; ensure_experiment makes it one row for all workers.
@@ -293,6 +309,42 @@ class Service:
         except StoreUnavailable as exc:
             log.error("state store unavailable at start-up: %s", exc)
             return default
+
+
+class _EntropyPool:
+    """os.urandom drawn 64 KiB at a time: one system call per ~6,500 ids instead of one per id."""
+
+    def __init__(self, chunk: int = 65536) -> None:
+        self._chunk = chunk
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._position = 0
+        self._pid = 0
+
+    def take(self, n: int) -> bytes:
+        """n fresh random bytes (never shared with a forked process)."""
+        with self._lock:
+            if self._pid != os.getpid() or self._position + n > len(self._buffer):
+                self._buffer, self._position, self._pid = os.urandom(max(self._chunk, n)), 0, os.getpid()
+            start, self._position = self._position, self._position + n
+            return self._buffer[start:self._position]
+
+
+_ENTROPY = _EntropyPool()
+
+
+def new_prediction_ids(n: int, now: float) -> list[str]:
+    """n UUIDv7 ids (RFC 9562): unguessable, and time-ordered so the log's unique index grows at its end."""
+    stamp = int(now * 1000).to_bytes(6, "big")
+    entropy = _ENTROPY.take(10 * n)
+    ids = []
+    for i in range(n):
+        raw = bytearray(stamp + entropy[10 * i:10 * i + 10])
+        raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 def _is_uuid(text: str) -> bool:

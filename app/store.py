@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, NamedTuple, Protocol, Sequence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -60,9 +60,8 @@ class Experiment:
     source: str
 
 
-@dataclass(frozen=True)
-class PredictionRecord:
-    """One served prediction (a batch row is one record)."""
+class PredictionRecord(NamedTuple):
+    """One served prediction (a batch row is one record); a tuple, since every request makes one."""
 
     prediction_id: str
     ts: float

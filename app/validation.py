@@ -29,18 +29,24 @@ def _reject_constant(name: str) -> None:
     raise BadRequest(f"{name} is not a valid number in JSON")
 
 
+# Built once: json.loads(..., parse_constant=...) would build a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON: no NaN/Infinity literals, no absurd nesting, UTF-8 only."""
     if not body:
         raise BadRequest("request body is empty; send a JSON object")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return _DECODER.decode(body.decode("utf-8"))
     except BadRequest:
         raise
     except RecursionError:
         raise BadRequest("JSON is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        # ValueError covers JSONDecodeError and integers with too many digits.
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid JSON: it is not UTF-8") from None
+    except ValueError as exc:
+        # JSONDecodeError, and integers with more digits than Python converts.
         raise BadRequest(f"body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
 
 

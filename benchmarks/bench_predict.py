@@ -153,7 +153,9 @@ def train_models(models_dir: Path) -> None:
     )
 
 
-def http_request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_request(
+    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
     """One request on a fresh connection: (status, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -391,7 +393,8 @@ def measure(
                 target = results[name]
                 is_service = target.app.startswith("app.")
                 before = settled_total(server.port) if is_service else 0.0
-                log(f"round {round_no}/{args.rounds}: {name} throughput, {args.connections} connections, {args.duration:g}s")
+                log(f"round {round_no}/{args.rounds}: {name} throughput, "
+                    f"{args.connections} connections, {args.duration:g}s")
                 run = load_run(server, args.connections, args.threads, args.duration, use_wrk)
                 target.throughput_runs.append(run)
                 if is_service:
@@ -439,9 +442,10 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
     """The human-readable table."""
     print(f"POST /predict, {args.workers} gunicorn workers (docker/gunicorn.conf.py), {os.cpu_count()} CPUs, load: {tool}")
     if tool != "wrk":
-        print("NOTE: wrk not found; figures come from the Python-threads fallback load generator "
-              "(GIL-bound: lower throughput, higher latency than wrk)")
-    print(f"throughput: {args.threads} threads x {args.connections} connections for {args.duration:g}s after "
+        print("NOTE: figures come from the Python-threads load generator, not wrk (wrk missing or --generator "
+              "python); it is GIL-bound, so throughput is lower and latency higher than with wrk")
+    clients = f"{args.threads} wrk threads x" if tool == "wrk" else "one client thread per connection,"
+    print(f"throughput: {clients} {args.connections} connections for {args.duration:g}s after "
           f"{args.warmup:g}s warm-up; single connection: 1 keep-alive connection for {args.latency_duration:g}s; "
           f"{args.rounds} round(s), median shown")
     print()
@@ -455,10 +459,12 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
             print(f"{label(r):<34}(not measured)")
             continue
         print(f"{label(r):<34}{t.rps:>8.0f}{t.p50_ms:>8.2f}{t.p90_ms:>8.2f}{t.p99_ms:>8.2f}  |"
-              f"{s.p50_ms:>11.3f}{s.p90_ms:>7.2f}{s.p99_ms:>7.2f}{s.rps:>7.0f}  | {t.load_1m_before:.2f}->{t.load_1m_after:.2f}")
-    print("latencies in ms. errors in throughput runs: " + "; ".join(
-        f"{r.name} {sum(x.non_2xx for x in r.throughput_runs)} non-2xx, {sum(x.socket_errors for x in r.throughput_runs)} socket"
-        for r in results.values()))
+              f"{s.p50_ms:>11.3f}{s.p90_ms:>7.2f}{s.p99_ms:>7.2f}{s.rps:>7.0f}  | "
+              f"{t.load_1m_before:.2f}->{t.load_1m_after:.2f}")
+    errors = [f"{r.name} {sum(x.non_2xx for x in r.throughput_runs)} non-2xx, "
+              f"{sum(x.socket_errors for x in r.throughput_runs)} socket" for r in results.values()]
+    print("latencies in ms; load 1m = 1-minute load average before->after the throughput run")
+    print("errors in throughput runs: " + "; ".join(errors))
     if args.rounds > 1:
         for r in results.values():
             print(f"  {r.name} req/s per round: " + ", ".join(f"{x.rps:.0f}" for x in r.throughput_runs)
@@ -477,7 +483,8 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
             shown = f"{value:.2f}x"
         else:
             shown = f"{value:.3f} ms"
-        print(f"{names[key]:<36}{shown:>10}   target {item['target']:<10} {'PASS' if item['pass'] else 'MISS'}")
+        verdict = "PASS" if item["pass"] else "MISS"
+        print(f"{names[key]:<36}{shown:>10}   target {item['target']:<10} {verdict}")
     print()
     for check in results["service"].metrics_checks:
         print(f"metrics exactness, service throughput round {check['round']}: prediction_requests_total rose by "
@@ -496,12 +503,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each throughput run (default 10)")
-    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in the throughput run (default 16)")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="keep-alive connections in the throughput run (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads in the throughput run (default 2)")
-    parser.add_argument("--latency-duration", type=float, default=5.0, help="seconds of each single-connection run (default 5)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load per server before measuring (default 2)")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the targets this many times, report medians (default 1)")
+    parser.add_argument("--latency-duration", type=float, default=5.0,
+                        help="seconds of each single-connection run (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of warm-up load per server before measuring (default 2)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate the targets this many times and report medians (default 1)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator: wrk, the Python-threads fallback, or auto (wrk when on PATH)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
     if args.connections < args.threads:
@@ -514,14 +527,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the three targets and report."""
     args = parse_args(argv)
-    use_wrk = shutil.which("wrk") is not None
+    have_wrk = shutil.which("wrk") is not None
+    if args.generator == "wrk" and not have_wrk:
+        raise SystemExit("--generator wrk: wrk is not on PATH (Debian: apt-get install wrk)")
+    use_wrk = have_wrk and args.generator != "python"
     tool = "wrk" if use_wrk else "python-threads"
 
     def log(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     if not use_wrk:
-        log("wrk not found on PATH: falling back to a Python-threads load generator (lower, noisier figures)")
+        log(f"{'wrk not found on PATH' if not have_wrk else '--generator python'}: using the Python-threads "
+            "load generator (GIL-bound: lower throughput and higher latency than wrk)")
     results = {
         "service": TargetResult("service", "app.flask_app:create_app()", "fast"),
         "sklearn": TargetResult("sklearn", "app.flask_app:create_app()", "sklearn"),
@@ -543,8 +560,11 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_start": start_load,
             "load_average_at_end": end_load,
             "options": vars(args),
-            "targets": {k: {**asdict(v), "throughput": asdict(v.throughput) if v.throughput else None,
-                            "single": asdict(v.single) if v.single else None} for k, v in results.items()},
+            "targets": {
+                k: {**asdict(v), "throughput": asdict(v.throughput) if v.throughput else None,
+                    "single": asdict(v.single) if v.single else None}
+                for k, v in results.items()
+            },
             "ratios": summary,
             "metrics_exact": all(c["exact"] for c in results["service"].metrics_checks),
         }, indent=2))

@@ -6,6 +6,7 @@ PROMETHEUS_MULTIPROC_DIR must be set and emptied by the launching script before 
 starts; never from Python (prometheus_client multiprocess docs).
 """
 
+import gc
 import os
 
 from prometheus_client import multiprocess
@@ -22,6 +23,12 @@ preload_app = False  # each worker builds its own app: threads and SQLite connec
 accesslog = os.environ.get("API_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+
+def post_worker_init(worker):
+    """Freeze what start-up allocated (models, libraries): full collections then skip it."""
+    gc.collect()
+    gc.freeze()
 
 
 def worker_exit(server, worker):

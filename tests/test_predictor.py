@@ -65,3 +65,36 @@ def test_build_predictor_backends(model_set):
     assert isinstance(build_predictor(estimator, "sklearn"), SklearnPredictor)
     with pytest.raises(ValueError):
         build_predictor(estimator, "onnx")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, 9, 50])
+def test_compiled_and_array_paths_agree_at_every_batch_size(model_set, rows):
+    """Up to 8 rows go through the compiled trees, more through the array walk: same answers."""
+    X = random_rows(rows, seed=rows)
+    loaded = model_set.versions["v2"]
+    np.testing.assert_allclose(loaded.predictor.predict_proba(X), loaded.estimator.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_deep_forests_fall_back_to_the_array_walk(model_set, monkeypatch):
+    import app.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "_MAX_COMPILED_DEPTH", 0)
+    estimator = model_set.versions["v1"].estimator
+    forest = FastForest(estimator)
+    assert forest._row is None
+    X = random_rows(3, seed=5)
+    np.testing.assert_allclose(forest.predict_proba(X), estimator.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_many_classes_and_features(tmp_path):
+    """A forest on other data (7 features, 5 classes) compiles and agrees too."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 7))
+    y = (X[:, 0] * 2 + X[:, 3] > 0).astype(int) + (X[:, 5] > 0.5).astype(int) * 2 + (X[:, 6] > 1.2).astype(int)
+    estimator = RandomForestClassifier(n_estimators=30, max_depth=9, random_state=0).fit(X, y)
+    forest = FastForest(estimator)
+    probe = rng.normal(scale=2, size=(300, 7))
+    single = np.vstack([forest.predict_proba(row[None, :]) for row in probe])
+    np.testing.assert_allclose(single, estimator.predict_proba(probe), rtol=0, atol=1e-12)
