@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, Response, request
@@ -124,16 +124,20 @@ def _config_body(service: Service) -> dict:
 
 def _parse_since(raw: str) -> float:
     try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest("since must be an ISO-8601 time or unix seconds") from None
+        moment = datetime.fromtimestamp(float(raw), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise BadRequest("since must be an ISO-8601 time (with a timezone) or unix seconds") from None
     if moment.tzinfo is None:
         raise BadRequest("since must include a timezone, e.g. 2026-01-01T00:00:00Z")
-    return moment.timestamp()
+    try:
+        since = moment.timestamp()
+        datetime.fromtimestamp(since, timezone.utc)  # the report prints it back
+    except (OverflowError, OSError, ValueError):
+        raise BadRequest("since is out of range") from None
+    return since
 
 
 def _register_routes(app: Flask, service: Service) -> None:

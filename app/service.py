@@ -62,7 +62,7 @@ class Service:
         self.store = store or open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
         self.models: ModelSet = load_model_set(settings.models_dir, settings.predict_backend)
         self._generation = self._safe(self.store.generation, 0)
-        env_weights = settings.weights_for(list(self.models.manifest.get("versions", {})))
+        env_weights = self._env_weights()
         fallback = Experiment(0, time.time(), env_weights, env_weights, "env")
         self.experiment: Experiment = self._safe(
             lambda: self.store.ensure_experiment(env_weights, env_weights), fallback
@@ -82,6 +82,17 @@ class Service:
         self._stop = threading.Event()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="state-sync", daemon=True)
         self._sync_thread.start()
+
+    def _env_weights(self) -> dict[str, int]:
+        """MODEL_<VERSION>_WEIGHT for the manifest's versions; all zero is a configuration error."""
+        versions = list(self.models.manifest.get("versions", {}))
+        unknown = sorted(set(self.settings.env_weights) - set(versions))
+        if versions and unknown:
+            log.warning("weights given for unknown model versions %s (known: %s)", unknown, versions)
+        weights = self.settings.weights_for(versions)
+        if weights and not any(weights.values()):
+            raise ValueError(f"every A/B weight is 0 ({weights}): at least one MODEL_<VERSION>_WEIGHT must be above 0")
+        return weights
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -268,7 +279,7 @@ class Service:
             if self.models.versions and not any(v in self.experiment.weights for v in self.models.versions):
                 # The first models to appear (the service started before training): their environment
                 # weights start the first real experiment; ensure_experiment makes it one row for all workers.
-                env_weights = self.settings.weights_for(list(self.models.manifest.get("versions", {})))
+                env_weights = self._env_weights()
                 self.experiment = self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
                                              Experiment(0, time.time(), env_weights, env_weights, "env"))
             self.router = Router(self.experiment.weights, servable=list(self.models.versions))

@@ -298,7 +298,9 @@ def test_ab_report_and_drift_shapes(client):
     r = client.get("/drift")
     assert r.status_code == 200
     check_schema(r, "/drift")
-    assert client.get("/ab/report?since=yesterday").status_code == 400
+    for bad in ("yesterday", "nan", "inf", "1e300", "-1e300", "0001-01-01T00:00:00+14:00", "2026-01-01T00:00:00"):
+        r = client.get("/ab/report", query_string={"since": bad})
+        assert r.status_code == 400 and "since" in r.get_json()["error"], bad
     assert client.get("/ab/report?since=2020-01-01T00:00:00Z").status_code == 200
 
 
@@ -377,3 +379,10 @@ def test_unknown_feedback_id_that_is_not_ours_is_not_waited_for(client, app, mon
     assert r.status_code == 404 and flushes == []
     r = client.post("/feedback", json={"prediction_id": "00000000-0000-4000-8000-000000000000", "label": 0})
     assert r.status_code == 404 and flushes == [1]  # an id we could have issued: flushed and awaited
+
+
+def test_all_zero_environment_weights_fail_at_start(settings):
+    from app.flask_app import create_app
+
+    with pytest.raises(ValueError, match="at least one"):
+        create_app(settings.with_overrides(env_weights={"v1": 0, "v2": 0}))
