@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python app/ab_report.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.experiment import render_text
-from app.service import assemble_ab_report
+from app.service import assemble_ab_report, parse_since
 from app.settings import Settings
 from app.store import StoreUnavailable, open_store
 
@@ -31,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     since = None
     if args.since:
         try:
-            since = datetime.fromisoformat(args.since).timestamp()
-        except ValueError:
-            print(f"error: --since {args.since!r} is not an ISO-8601 time", file=sys.stderr)
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"error: --{exc}", file=sys.stderr)
             return 2
     try:
         store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, Response, request
@@ -20,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from app import metrics
 from app.errors import ApiError, BadRequest, Forbidden, ModelUnavailable, NotFound, Unauthorized
 from app.openapi import openapi_document
-from app.service import Service, iso, utc_now
+from app.service import Service, iso, parse_since, utc_now
 from app.settings import Settings
 from app.store import StoreUnavailable
 from app.validation import parse_json, parse_label, parse_predict, require_object
@@ -120,24 +119,6 @@ def _config_body(service: Service) -> dict:
     body["experiment"] = {"id": exp.id, "started_at": iso(exp.started_at), "source": exp.source}
     body["sticky"] = {"body_field": "user_id", "header": "X-User-ID"}
     return body
-
-
-def _parse_since(raw: str) -> float:
-    try:
-        moment = datetime.fromtimestamp(float(raw), timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise BadRequest("since must be an ISO-8601 time (with a timezone) or unix seconds") from None
-    if moment.tzinfo is None:
-        raise BadRequest("since must include a timezone, e.g. 2026-01-01T00:00:00Z")
-    try:
-        since = moment.timestamp()
-        datetime.fromtimestamp(since, timezone.utc)  # the report prints it back
-    except (OverflowError, OSError, ValueError):
-        raise BadRequest("since is out of range") from None
-    return since
 
 
 def _register_routes(app: Flask, service: Service) -> None:
@@ -247,7 +228,11 @@ def _register_routes(app: Flask, service: Service) -> None:
     @app.get("/ab/report")
     def ab_report() -> Response:
         raw = request.args.get("since")
-        return _json(service.ab_report(_parse_since(raw) if raw else None))
+        try:
+            since = parse_since(raw) if raw else None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return _json(service.ab_report(since))
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
