@@ -108,7 +108,13 @@ def _require_admin(service: Service) -> None:
 
 
 def _body() -> Any:
-    return parse_json(request.get_data(cache=False))
+    try:
+        data = request.get_data(cache=False)
+    except HTTPException:
+        raise
+    except Exception:  # noqa: BLE001 - the server's body reader failed (e.g. a malformed chunked body)
+        raise BadRequest("could not read the request body") from None
+    return parse_json(data)
 
 
 def _config_body(service: Service) -> dict:
@@ -126,11 +132,12 @@ def _register_routes(app: Flask, service: Service) -> None:
     def predict() -> Response:
         started = time.perf_counter()
         metrics.PREDICTION_REQUESTS.inc()
-        models = service.models
-        if not models.versions:
+        state = service.state  # one snapshot: validation and prediction see the same models
+        if not state.models.versions:
             raise ModelUnavailable("no model is loaded; see GET /health")
-        req = parse_predict(_body(), models.feature_names, service.settings.max_batch, request.headers.get("X-User-ID"))
-        result = service.predict(req, started)
+        req = parse_predict(_body(), state.models.feature_names, service.settings.max_batch,
+                            request.headers.get("X-User-ID"))
+        result = service.predict(req, started, state)
         if req.batch:
             body = {
                 "predictions": result.classes,
@@ -155,9 +162,11 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     @app.get("/health")
     def health() -> Response:
-        models = service.models
+        state = service.state
+        models = state.models
+        routable = any(state.router.share(v) > 0 for v in models.versions)
         body = {
-            "status": models.status,
+            "status": models.status if routable else "unhealthy",
             "timestamp": utc_now(),
             "models_loaded": bool(models.versions),
             "backend": service.settings.predict_backend,
@@ -170,9 +179,12 @@ def _register_routes(app: Flask, service: Service) -> None:
                 for v, lv in models.versions.items()
             },
         }
-        if models.failed:
-            body["errors"] = dict(models.failed)
-        return _json(body, 200 if models.versions else 503)
+        errors = dict(models.failed)
+        if models.versions and not routable:
+            errors["router"] = f"no loaded version has a weight above 0 (weights {state.experiment.weights})"
+        if errors:
+            body["errors"] = errors
+        return _json(body, 200 if routable else 503)
 
     @app.get("/config")
     def get_config() -> Response:
@@ -189,10 +201,10 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     @app.get("/models")
     def models() -> Response:
-        manifest = service.models.manifest
-        if not manifest:
+        models = service.models
+        if not models.manifest:
             raise ModelUnavailable("no model manifest is loaded; see GET /health")
-        return _json({**manifest, "loaded": sorted(service.models.versions), "failed": service.models.failed})
+        return _json({**models.manifest, "loaded": sorted(models.versions), "failed": models.failed})
 
     @app.post("/models/reload")
     def reload_models() -> Response:

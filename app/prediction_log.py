@@ -49,6 +49,9 @@ class PredictionLog:
 
     def record(self, records: Sequence[PredictionRecord]) -> None:
         """Buffer records for writing; never blocks the request."""
+        if self._stopping.is_set():
+            self._on_lost("shutdown", len(records))  # a request that outlived the graceful timeout
+            return
         if len(self._pending) + len(records) > self._max_rows:
             self._on_lost("queue_full", len(records))
             return
@@ -71,6 +74,8 @@ class PredictionLog:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._drain()  # anything a request added while the writer was finishing
 
     def _run(self) -> None:
         while True:

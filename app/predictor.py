@@ -71,10 +71,7 @@ class FastForest:
             # A leaf points at itself on both sides, so walking past it is harmless.
             children[2 * nodes] = np.where(is_leaf, nodes, right + base)
             children[2 * nodes + 1] = np.where(is_leaf, nodes, left + base)
-            value = tree.value[:, 0, :].astype(np.float64)
-            normalizer = value.sum(axis=1, keepdims=True)
-            normalizer[normalizer == 0.0] = 1.0
-            leaf_proba[nodes] = value / normalizer
+            leaf_proba[nodes] = _leaf_probabilities(tree)
         self._feature = feature
         self._threshold = threshold
         self._children = children
@@ -84,7 +81,8 @@ class FastForest:
         self._n_trees = len(trees)
         self.n_features = int(estimator.n_features_in_)
         self.n_classes = n_classes
-        self._row = _compile_rows(trees, offsets, leaf_proba) if self._depth <= _MAX_COMPILED_DEPTH else None
+        compiled = self._depth <= _MAX_COMPILED_DEPTH and n_nodes <= _MAX_COMPILED_NODES
+        self._row = _compile_rows(trees, offsets, leaf_proba) if compiled else None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities for every row, matching sklearn's ``predict_proba``."""
@@ -104,10 +102,26 @@ class FastForest:
         return self._leaf_proba[node].sum(axis=1) / self._n_trees
 
 
-# Python allows about 100 nested blocks; deeper trees use the array walk for every input.
+# Python allows about 100 nested blocks, and compiling costs time and memory per node: deeper or
+# bigger forests use the array walk for every input.
 _MAX_COMPILED_DEPTH = 90
+_MAX_COMPILED_NODES = 200_000
 # Up to this many rows, calling the compiled function per row beats the array walk.
 _COMPILED_MAX_ROWS = 8
+
+
+def _leaf_probabilities(tree: Any) -> np.ndarray:
+    """Per-node class probabilities exactly as this scikit-learn's ``predict_proba`` returns them.
+
+    Since scikit-learn 1.4 ``tree_.value`` holds the class fractions and ``predict_proba``
+    returns them unchanged; earlier versions stored counts and divided by their sum.
+    """
+    value = tree.value[:, 0, :].astype(np.float64)
+    if np.all(np.abs(value.sum(axis=1) - 1.0) < 1e-6):
+        return value
+    normalizer = value.sum(axis=1, keepdims=True)
+    normalizer[normalizer == 0.0] = 1.0
+    return value / normalizer
 
 
 def _compile_rows(trees: list, offsets: np.ndarray, leaf_proba: np.ndarray) -> Callable[..., tuple]:
@@ -137,7 +151,8 @@ def _compile_rows(trees: list, offsets: np.ndarray, leaf_proba: np.ndarray) -> C
             stack.append((int(left[node]), level + 1))
     n = len(trees)
     lines.append(f"    return ({', '.join(f'{a} / {n}' for a in accumulators)},)")
-    namespace: dict = {}
+    # repr() of an infinite threshold (trees grown with missing values) is the name "inf".
+    namespace: dict = {"inf": float("inf")}
     exec(compile("\n".join(lines), "<compiled forest>", "exec"), namespace)  # noqa: S102 - numbers only
     return namespace["forest"]
 

@@ -8,6 +8,7 @@ service swaps the reference, so requests in flight finish on the set they starte
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Any
 
 import joblib
 import numpy as np
+import sklearn
 
 from app.errors import IntegrityError
-from app.predictor import Predictor, build_predictor
+from app.predictor import Predictor, SklearnPredictor, build_predictor
 
 MANIFEST_NAME = "manifest.json"
 STATS_NAME = "training_stats.pkl"
@@ -37,13 +39,18 @@ def sha256_file(path: Path) -> str:
 
 
 def load_verified(path: Path, expected_sha256: str) -> Any:
-    """Unpickle ``path`` only if its sha256 matches the manifest's."""
+    """Unpickle ``path`` only if its sha256 matches the manifest's.
+
+    The file is read once and the very bytes that were hashed are unpickled, so a file swapped
+    between the check and the load can never be unpickled unchecked.
+    """
     if not path.is_file():
         raise IntegrityError(f"{path.name} is missing")
-    actual = sha256_file(path)
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise IntegrityError(f"{path.name} sha256 mismatch (manifest {expected_sha256[:12]}…, file {actual[:12]}…)")
-    return joblib.load(path)
+    return joblib.load(io.BytesIO(data))
 
 
 def load_training_stats(models_dir: Path) -> dict:
@@ -102,9 +109,30 @@ def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet |
     """Load and verify every version in ``models_dir``.
 
     With ``previous``, unchanged versions are reused as they are and a version whose new files
-    fail to load keeps serving its previous model (reported in ``failed``).
+    fail to load keeps serving its previous model (reported in ``failed``). If training swaps a
+    new set in while this runs (the manifest changed), the load starts again.
     """
     models_dir = Path(models_dir)
+    for _ in range(_LOAD_ATTEMPTS):
+        before = _manifest_bytes(models_dir)
+        model_set = _load_once(models_dir, backend, previous)
+        if _manifest_bytes(models_dir) == before:
+            return model_set
+        log.warning("model set in %s changed while loading; loading again", models_dir)
+    return model_set
+
+
+_LOAD_ATTEMPTS = 3
+
+
+def _manifest_bytes(models_dir: Path) -> bytes | None:
+    try:
+        return (models_dir / MANIFEST_NAME).read_bytes()
+    except OSError:
+        return None
+
+
+def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> ModelSet:
     try:
         manifest = json.loads((models_dir / MANIFEST_NAME).read_text())
         _check_manifest(manifest)
@@ -129,7 +157,10 @@ def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet |
                 continue
             estimator = load_verified(path, meta["sha256"])
             _check_estimator(estimator, manifest)
-            versions[version] = LoadedVersion(version, meta, estimator, build_predictor(estimator, backend))
+            if meta.get("sklearn_version") not in (None, sklearn.__version__):
+                log.warning("model %s was trained with scikit-learn %s, serving with %s",
+                            version, meta["sklearn_version"], sklearn.__version__)
+            versions[version] = LoadedVersion(version, meta, estimator, _checked_predictor(version, estimator, backend))
         except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
             reason = str(exc) if isinstance(exc, IntegrityError) else f"cannot load {meta.get('file')}: {exc}"
             failed[version] = reason
@@ -149,6 +180,23 @@ def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet |
         log.error("training statistics refused: %s", exc)
 
     return ModelSet(versions=versions, failed=failed, manifest=manifest, reference=reference, backend=backend)
+
+
+def _checked_predictor(version: str, estimator: Any, backend: str) -> Predictor:
+    """The backend's predictor, after checking it agrees with sklearn; sklearn's own if it does not."""
+    predictor = build_predictor(estimator, backend)
+    if backend == "sklearn":
+        return predictor
+    rng = np.random.default_rng(0)
+    width = int(estimator.n_features_in_)
+    probes = rng.normal(size=(64, width)) * rng.choice([0.1, 1.0, 10.0, 100.0], size=(64, 1))
+    expected = estimator.predict_proba(probes)
+    for rows in (probes[:1], probes[:4], probes):  # both the compiled and the array path
+        got = predictor.predict_proba(rows)
+        if got.shape != expected[: len(rows)].shape or not np.allclose(got, expected[: len(rows)], rtol=0, atol=1e-9):
+            log.error("model %s: the %s backend disagrees with scikit-learn; serving it with sklearn", version, backend)
+            return SklearnPredictor(estimator)
+    return predictor
 
 
 def _keep_previous(previous: ModelSet | None, reason: str) -> ModelSet:
@@ -175,11 +223,15 @@ def _check_manifest(manifest: dict) -> None:
     for version, meta in manifest["versions"].items():
         if not isinstance(meta, dict) or "file" not in meta or "sha256" not in meta:
             raise ValueError(f"version {version!r} lacks file or sha256")
+        if not isinstance(meta["file"], str) or Path(meta["file"]).name != meta["file"] or meta["file"] in ("", ".", ".."):
+            raise ValueError(f"version {version!r}: file must be a plain name inside the models directory")
 
 
 def _check_estimator(estimator: Any, manifest: dict) -> None:
-    """The unpickled object must be a classifier that fits the manifest's features and classes."""
-    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "estimators_"):
+    """The unpickled object must be a forest classifier that fits the manifest's features and classes."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    if not isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) or not hasattr(estimator, "estimators_"):
         raise TypeError(f"{type(estimator).__name__} is not a fitted forest classifier")
     if int(estimator.n_features_in_) != len(manifest["feature_names"]):
         raise ValueError(f"expects {estimator.n_features_in_} features, manifest lists {len(manifest['feature_names'])}")

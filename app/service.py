@@ -12,13 +12,14 @@ import os
 import threading
 import time
 import uuid
-from typing import NamedTuple
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
 from app import drift, experiment, metrics
-from app.errors import BadRequest, ModelUnavailable, NotFound
+from app.errors import BadRequest, ModelUnavailable
 from app.prediction_log import PredictionLog
 from app.registry import ModelSet, load_model_set
 from app.router import NoRoutableModel, Router, hash_user, validate_weights
@@ -73,20 +74,35 @@ def parse_since(raw: str) -> float:
     return since
 
 
+@dataclass(frozen=True)
+class State:
+    """What one request needs, swapped as a whole: a request never sees half a reload or weights change."""
+
+    models: ModelSet
+    experiment: Experiment
+    router: Router
+
+    @classmethod
+    def build(cls, models: ModelSet, experiment: Experiment) -> "State":
+        """The state for these models and this experiment period."""
+        return cls(models, experiment, Router(experiment.weights, servable=list(models.versions)))
+
+
 class Service:
     """Everything one worker needs to serve, report and administer."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
-        self.models: ModelSet = load_model_set(settings.models_dir, settings.predict_backend)
+        # Read the generation before loading, so a reload asked for meanwhile is not missed.
         self._generation = self._safe(self.store.generation, 0)
-        env_weights = self._env_weights()
-        fallback = Experiment(0, time.time(), env_weights, env_weights, "env")
-        self.experiment: Experiment = self._safe(
-            lambda: self.store.ensure_experiment(env_weights, env_weights), fallback
+        models = load_model_set(settings.models_dir, settings.predict_backend)
+        env_weights = self._env_weights(models)
+        experiment = self._safe(
+            lambda: self.store.ensure_experiment(env_weights, env_weights), _offline_experiment(env_weights)
         )
-        self.router = Router(self.experiment.weights, servable=list(self.models.versions))
+        self.state = State.build(models, experiment)
+        self._lock = threading.RLock()  # writers of self.state; readers just take the reference
         self.prediction_log = PredictionLog(
             self.store,
             flush_seconds=settings.log_flush_seconds,
@@ -94,17 +110,25 @@ class Service:
             retention_rows=settings.log_retention_rows,
             on_lost=lambda reason, n: metrics.LOG_ERRORS.labels(reason).inc(n),
         )
-        self._reload_lock = threading.Lock()
-        self._metric_children: dict[str, tuple] = {}
         self._drift_cache: tuple[float, dict] | None = None
         self._accuracy_cache: tuple[float, int, dict] | None = None
         self._stop = threading.Event()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="state-sync", daemon=True)
         self._sync_thread.start()
 
-    def _env_weights(self) -> dict[str, int]:
+    @property
+    def models(self) -> ModelSet:
+        """The model set being served."""
+        return self.state.models
+
+    @property
+    def experiment(self) -> Experiment:
+        """The experiment period in force."""
+        return self.state.experiment
+
+    def _env_weights(self, models: ModelSet) -> dict[str, int]:
         """MODEL_<VERSION>_WEIGHT for the manifest's versions; all zero is a configuration error."""
-        versions = list(self.models.manifest.get("versions", {}))
+        versions = list(models.manifest.get("versions", {}))
         unknown = sorted(set(self.settings.env_weights) - set(versions))
         if versions and unknown:
             log.warning("weights given for unknown model versions %s (known: %s)", unknown, versions)
@@ -115,31 +139,33 @@ class Service:
 
     # -- serving -------------------------------------------------------------------------------
 
-    def predict(self, request: PredictRequest, started: float) -> Prediction:
+    def predict(self, request: PredictRequest, started: float, state: State) -> Prediction:
         """Route, predict, log and count one request (a batch goes to one version)."""
-        models, router, exp = self.models, self.router, self.experiment
         try:
-            version = router.choose(request.user_id, salt=self.settings.experiment_salt)
+            version = state.router.choose(request.user_id, salt=self.settings.experiment_salt)
         except NoRoutableModel as exc:
             raise ModelUnavailable(str(exc)) from None
-        loaded = models.versions[version]
-        proba = loaded.predictor.predict_proba(request.X)
+        proba = state.models.versions[version].predictor.predict_proba(request.X)
         probabilities = proba.tolist()
         # For a few rows plain Python is faster than a numpy call (first maximum, like argmax).
         classes = proba.argmax(axis=1).tolist() if len(probabilities) > 16 else [r.index(max(r)) for r in probabilities]
-        names = models.class_names
+        names = state.models.class_names
         latency = time.perf_counter() - started
         now = time.time()
         ids = new_prediction_ids(len(classes), now)
         user_hash = hash_user(self.settings.experiment_salt, request.user_id) if request.user_id is not None else None
         latency_ms = latency * 1000.0
+        experiment_id = state.experiment.id or None
         self.prediction_log.record(
             [
-                PredictionRecord(pid, now, exp.id or None, version, row, c, p, latency_ms, user_hash)
+                PredictionRecord(pid, now, experiment_id, version, row, c, p, latency_ms, user_hash)
                 for pid, row, c, p in zip(ids, request.X.tolist(), classes, probabilities)
             ]
         )
-        self._count(version, latency, classes, names)
+        metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
+        metrics.PREDICTION_LATENCY.labels(version).observe(latency)
+        for c in set(classes):
+            metrics.PREDICTIONS.labels(version, names[c]).inc(classes.count(c) if len(classes) > 1 else 1)
         return Prediction(
             version=version,
             classes=classes,
@@ -150,42 +176,34 @@ class Service:
             latency_ms=round(latency_ms, 3),
         )
 
-    def _count(self, version: str, latency: float, classes: list[int], names: list[str]) -> None:
-        """Update the per-version metrics through cached label children (labels() costs a lookup)."""
-        children = self._metric_children.get(version)
-        if children is None:
-            children = (metrics.MODEL_VERSION_REQUESTS.labels(version), metrics.PREDICTION_LATENCY.labels(version), {})
-            self._metric_children[version] = children
-        requests, latency_histogram, per_class = children
-        requests.inc()
-        latency_histogram.observe(latency)
-        for c in set(classes):
-            counter = per_class.get(c)
-            if counter is None:
-                counter = per_class[c] = metrics.PREDICTIONS.labels(version, names[c])
-            counter.inc(classes.count(c) if len(classes) > 1 else 1)
-
     # -- admin ---------------------------------------------------------------------------------
 
     def set_weights(self, raw: object) -> Experiment:
         """Validate and persist new weights; a new experiment period starts now."""
-        known = list(self.models.manifest.get("versions", {})) or list(self.experiment.weights)
-        try:
-            weights = validate_weights(raw, known, self.experiment.weights)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        started = self.store.start_experiment(weights, self.experiment.env_weights, "api")
-        self._adopt(started)
+        with self._lock:
+            state = self.state
+            known = list(state.models.manifest.get("versions", {})) or list(state.experiment.weights)
+            try:
+                weights = validate_weights(raw, known, state.experiment.weights)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            if state.models.versions and not any(weights.get(v, 0) > 0 for v in state.models.versions):
+                raise BadRequest(
+                    f"no loaded version would get traffic: loaded {sorted(state.models.versions)}, weights {weights}"
+                )
+            started = self.store.start_experiment(weights, state.experiment.env_weights, "api")
+            self.state = State.build(state.models, started)
         log.info("weights changed to %s (experiment %d)", weights, started.id)
         return started
 
     def reload(self) -> dict:
         """Reload models from MODELS_DIR here, and ask every other worker to do the same."""
-        before = self.models
-        self._reload_models()
-        generation = self.store.bump_generation()
-        self._generation = generation
-        after = self.models
+        with self._lock:
+            before = self.state.models
+            self._reload_models()
+            generation = self.store.bump_generation()
+            self._generation = generation
+            after = self.state.models
         return {
             "status": after.status,
             "generation": generation,
@@ -201,45 +219,52 @@ class Service:
     # -- feedback and reports ------------------------------------------------------------------
 
     def feedback(self, items: list[tuple[str, int]]) -> list[dict | None]:
-        """Record labels; an id not yet flushed by its worker is awaited briefly before 'not found'."""
-        results: list[dict | None] = [self._label(pid, label) for pid, label in items]
-        # Only ids this service could have issued are worth waiting for; anything else is 404 at once.
-        if any(r is None and _is_uuid(pid) for r, (pid, _) in zip(results, items)):
+        """Record labels; a just-issued id not yet flushed by its worker is awaited briefly before 'not found'."""
+        results = self._label(items, [None] * len(items))
+        # Only ids this service issued in the last few seconds can still be on their way to the store.
+        if any(r is None and _recently_issued(pid) for r, (pid, _) in zip(results, items)):
             self.prediction_log.flush()
             deadline = time.monotonic() + self.settings.feedback_wait_seconds
             while True:
-                results = [r if r is not None else self._label(pid, label) for r, (pid, label) in zip(results, items)]
-                if all(r is not None for r in results) or time.monotonic() >= deadline:
+                results = self._label(items, results)
+                pending = [r is None and _recently_issued(pid) for r, (pid, _) in zip(results, items)]
+                if not any(pending) or time.monotonic() >= deadline:
                     break
                 time.sleep(0.05)
         return results
 
-    def _label(self, prediction_id: str, label: int) -> dict | None:
-        if not _is_uuid(prediction_id):
-            return None
-        found = self.store.set_label(prediction_id, label)
-        if found is None:
-            return None
-        correct = found.prediction == label
-        if found.previous_label is None:
-            metrics.FEEDBACK.labels(found.model_version, "correct" if correct else "incorrect").inc()
-        else:
-            metrics.FEEDBACK_CORRECTIONS.labels(found.model_version).inc()
-        return {
-            "prediction_id": prediction_id,
-            "model_version": found.model_version,
-            "prediction": found.prediction,
-            "label": label,
-            "correct": correct,
-            "corrected": found.previous_label is not None,
-        }
+    def _label(self, items: list[tuple[str, int]], results: list[dict | None]) -> list[dict | None]:
+        """Label the items not labelled yet, in one store transaction."""
+        todo = [i for i, r in enumerate(results) if r is None and _is_uuid(items[i][0])]
+        if not todo:
+            return results
+        found = self.store.set_labels([items[i] for i in todo])
+        results = list(results)
+        for i, outcome in zip(todo, found):
+            if outcome is None:
+                continue
+            pid, label = items[i]
+            correct = outcome.prediction == label
+            if outcome.previous_label is None:
+                metrics.FEEDBACK.labels(outcome.model_version, "correct" if correct else "incorrect").inc()
+            else:
+                metrics.FEEDBACK_CORRECTIONS.labels(outcome.model_version).inc()
+            results[i] = {
+                "prediction_id": pid,
+                "model_version": outcome.model_version,
+                "prediction": outcome.prediction,
+                "label": label,
+                "correct": correct,
+                "corrected": outcome.previous_label is not None,
+            }
+        return results
 
     def drift(self) -> dict:
         """Drift of the last DRIFT_WINDOW logged rows against the training reference (cached 1 s)."""
         now = time.monotonic()
         if self._drift_cache and now - self._drift_cache[0] < _DRIFT_CACHE_SECONDS:
             return self._drift_cache[1]
-        models = self.models
+        models = self.state.models
         if models.reference is None:
             raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
         result = window_drift(self.store, models.reference, models.feature_names, self.settings)
@@ -248,15 +273,18 @@ class Service:
 
     def ab_report(self, since: float | None = None) -> dict:
         """The A/B verdict for the current experiment period, or for everything since ``since``."""
-        return assemble_ab_report(self.store, self.experiment, since=since, shares=self.router.share)
+        state = self.state
+        return assemble_ab_report(self.store, state.experiment, since=since, shares=state.router.share)
 
     def metrics_snapshot(self) -> dict:
         """Scrape-time gauges: drift, per-version accuracy, weights, loaded models."""
+        state = self.state
         snapshot: dict = {
-            "weights": dict(self.experiment.weights),
+            "weights": dict(state.experiment.weights),
             "models": {
-                v: {"sha256": lv.sha256, "n_estimators": lv.meta.get("params", {}).get("n_estimators", ""), "backend": lv.predictor.backend}
-                for v, lv in self.models.versions.items()
+                v: {"sha256": lv.sha256, "n_estimators": lv.meta.get("params", {}).get("n_estimators", ""),
+                    "backend": lv.predictor.backend}
+                for v, lv in state.models.versions.items()
             },
         }
         try:
@@ -268,14 +296,14 @@ class Service:
             }
         except (StoreUnavailable, ModelUnavailable, ValueError) as exc:
             log.warning("drift not computed for /metrics: %s", exc)
-        snapshot["accuracy"] = self._accuracy()
+        snapshot["accuracy"] = self._accuracy(state.experiment.id)
         return snapshot
 
-    def _accuracy(self) -> dict[str, float]:
+    def _accuracy(self, exp_id: int) -> dict[str, float]:
         now = time.monotonic()
-        exp_id = self.experiment.id
-        if self._accuracy_cache and self._accuracy_cache[1] == exp_id and now - self._accuracy_cache[0] < _ACCURACY_CACHE_SECONDS:
-            return self._accuracy_cache[2]
+        cached = self._accuracy_cache
+        if cached and cached[1] == exp_id and now - cached[0] < _ACCURACY_CACHE_SECONDS:
+            return cached[2]
         try:
             counts = self.store.variant_counts(experiment_id=exp_id)
         except StoreUnavailable:
@@ -286,32 +314,34 @@ class Service:
 
     # -- keeping workers in step ---------------------------------------------------------------
 
-    def _adopt(self, exp: Experiment) -> None:
-        self.experiment = exp
-        self.router = Router(exp.weights, servable=list(self.models.versions))
-
     def _reload_models(self) -> None:
-        with self._reload_lock:
-            self.models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=self.models)
-            self._drift_cache = None
-            self._metric_children = {}
-            if self.models.versions and not any(v in self.experiment.weights for v in self.models.versions):
-                # The first models to appear (the service started before training): their environment
-                # weights start the first real experiment; ensure_experiment makes it one row for all workers.
-                env_weights = self._env_weights()
-                self.experiment = self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
-                                             Experiment(0, time.time(), env_weights, env_weights, "env"))
-            self.router = Router(self.experiment.weights, servable=list(self.models.versions))
+        """Load MODELS_DIR again and swap in the new state (callers hold the lock)."""
+        state = self.state
+        models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=state.models)
+        experiment = state.experiment
+        if models.versions and not any(v in experiment.weights for v in models.versions):
+            # The first models to appear (the service started before training): their environment
+            # weights start the first real experiment; ensure_experiment makes it one row for all workers.
+            try:
+                env_weights = self._env_weights(models)
+                experiment = self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
+                                        _offline_experiment(env_weights))
+            except ValueError as exc:
+                log.error("new models not routed: %s", exc)
+        self.state = State.build(models, experiment)
+        self._drift_cache = None
 
     def sync(self) -> None:
-        """Adopt the store's latest weights and model generation (the poller calls this)."""
+        """Adopt the store's newer weights and model generation (the poller calls this)."""
         latest = self.store.latest_experiment()
-        if latest is not None and latest.id != self.experiment.id:
-            self._adopt(latest)
         generation = self.store.generation()
-        if generation != self._generation:
-            self._generation = generation
-            self._reload_models()
+        with self._lock:
+            # Only ever forward: a PUT on this worker may have adopted a newer period meanwhile.
+            if latest is not None and latest.id > self.state.experiment.id:
+                self.state = State.build(self.state.models, latest)
+            if generation != self._generation:
+                self._reload_models()
+                self._generation = generation
 
     def _sync_loop(self) -> None:
         last_error = 0.0
@@ -341,32 +371,15 @@ class Service:
             return default
 
 
-class _EntropyPool:
-    """os.urandom drawn 64 KiB at a time: one system call per ~6,500 ids instead of one per id."""
-
-    def __init__(self, chunk: int = 65536) -> None:
-        self._chunk = chunk
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._position = 0
-        self._pid = 0
-
-    def take(self, n: int) -> bytes:
-        """n fresh random bytes (never shared with a forked process)."""
-        with self._lock:
-            if self._pid != os.getpid() or self._position + n > len(self._buffer):
-                self._buffer, self._position, self._pid = os.urandom(max(self._chunk, n)), 0, os.getpid()
-            start, self._position = self._position, self._position + n
-            return self._buffer[start:self._position]
-
-
-_ENTROPY = _EntropyPool()
+def _offline_experiment(weights: dict[str, int]) -> Experiment:
+    """The period used while the store cannot be reached: the environment's weights, id 0 (not logged)."""
+    return Experiment(0, time.time(), dict(weights), dict(weights), "env")
 
 
 def new_prediction_ids(n: int, now: float) -> list[str]:
     """n UUIDv7 ids (RFC 9562): unguessable, and time-ordered so the log's unique index grows at its end."""
     stamp = int(now * 1000).to_bytes(6, "big")
-    entropy = _ENTROPY.take(10 * n)
+    entropy = os.urandom(10 * n)
     ids = []
     for i in range(n):
         raw = bytearray(stamp + entropy[10 * i:10 * i + 10])
@@ -377,11 +390,22 @@ def new_prediction_ids(n: int, now: float) -> list[str]:
     return ids
 
 
+_RECENT_MS = 5000
+
+
 def _is_uuid(text: str) -> bool:
     try:
         return str(uuid.UUID(text)) == text
     except ValueError:
         return False
+
+
+def _recently_issued(text: str) -> bool:
+    """A UUIDv7 whose timestamp is within the last few seconds: its row may still be in a worker's buffer."""
+    if not _is_uuid(text) or text[14] != "7":
+        return False
+    issued_ms = int(text[:8] + text[9:13], 16)
+    return -1000 <= time.time() * 1000 - issued_ms <= _RECENT_MS
 
 
 def window_drift(store: Store, reference: np.ndarray, feature_names: list[str], settings: Settings) -> dict:

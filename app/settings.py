@@ -64,6 +64,10 @@ class Settings:
     """API port."""
     api_workers: int = max(os.cpu_count() or 1, 1)
     """gunicorn worker processes."""
+    api_threads: int = 1
+    """Threads per gunicorn worker (gthread)."""
+    api_access_log: str | None = None
+    """gunicorn access log target ('-' for stdout); unset: no access log."""
     log_level: str = "info"
     """Python logging level for the service."""
 
@@ -101,6 +105,17 @@ class Settings:
             raise ValueError("DRIFT_THRESHOLD must be in (0, 1]")
         if self.drift_window < 1 or self.drift_min_samples < 1:
             raise ValueError("DRIFT_WINDOW and DRIFT_MIN_SAMPLES must be >= 1")
+        positive = {
+            "LOG_FLUSH_SECONDS": self.log_flush_seconds, "STATE_POLL_SECONDS": self.state_poll_seconds,
+            "LOG_QUEUE_SIZE": self.log_queue_size, "LOG_RETENTION_ROWS": self.log_retention_rows,
+            "API_WORKERS": self.api_workers, "API_THREADS": self.api_threads, "MAX_BODY_BYTES": self.max_body_bytes,
+            "STORE_BUSY_TIMEOUT": self.store_busy_timeout, "API_PORT": self.api_port,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be above 0 (got {value})")
+        if self.feedback_wait_seconds < 0:
+            raise ValueError("FEEDBACK_WAIT_SECONDS must not be negative")
         if any(w < 0 for w in self.env_weights.values()):
             raise ValueError("MODEL_<VERSION>_WEIGHT values must be non-negative integers")
 

@@ -109,6 +109,7 @@ class Store(Protocol):
     def count_predictions(self) -> int: ...
     def find_prediction(self, prediction_id: str) -> dict | None: ...
     def set_label(self, prediction_id: str, label: int) -> LabelResult | None: ...
+    def set_labels(self, items: Sequence[tuple[str, int]]) -> list[LabelResult | None]: ...
     def variant_counts(self, *, experiment_id: int | None = None, since: float | None = None) -> list[VariantCounts]: ...
     def latencies(self, *, experiment_id: int | None = None, since: float | None = None) -> dict[str, list[float]]: ...
     def close(self) -> None: ...
@@ -294,17 +295,27 @@ class SQLiteStore:
 
     def set_label(self, prediction_id: str, label: int) -> LabelResult | None:
         """Record (or correct) the true label of a prediction; None if the id is unknown."""
+        return self.set_labels([(prediction_id, label)])[0]
+
+    def set_labels(self, items: Sequence[tuple[str, int]]) -> list[LabelResult | None]:
+        """Record (or correct) many labels in one transaction; None for each unknown id."""
+        results: list[LabelResult | None] = []
+        now = time.time()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT model_version, prediction, label FROM predictions WHERE prediction_id = ?", (prediction_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ?",
-                (int(label), time.time(), prediction_id),
-            )
-            return LabelResult(model_version=row[0], prediction=int(row[1]), previous_label=row[2])
+            for prediction_id, label in items:
+                row = db.execute(
+                    "SELECT model_version, prediction, label FROM predictions WHERE prediction_id = ?",
+                    (prediction_id,),
+                ).fetchone()
+                if row is None:
+                    results.append(None)
+                    continue
+                db.execute(
+                    "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ?",
+                    (int(label), now, prediction_id),
+                )
+                results.append(LabelResult(model_version=row[0], prediction=int(row[1]), previous_label=row[2]))
+        return results
 
     def variant_counts(self, *, experiment_id: int | None = None, since: float | None = None) -> list[VariantCounts]:
         """Requests, labelled and correct predictions per (experiment, version)."""

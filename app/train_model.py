@@ -97,8 +97,11 @@ def load_csv_dataset(path: Path, target: str) -> Dataset:
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
             raise DataError(f"{path}: feature column {name!r} is not numeric")
-        if not np.isfinite(column.to_numpy(dtype=np.float64)).all():
+        values = column.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
             raise DataError(f"{path}: feature column {name!r} has missing or infinite values")
+        if np.abs(values).max() > np.finfo(np.float32).max:
+            raise DataError(f"{path}: feature column {name!r} has values beyond float32 range")
     labels = frame[target]
     if labels.isna().any():
         raise DataError(f"{path}: target column {target!r} has missing values")

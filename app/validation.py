@@ -125,6 +125,10 @@ def parse_user_id(value: Any, where: str = "user_id") -> str | None:
     text = str(value)
     if not text or len(text) > MAX_USER_ID_LENGTH:
         raise BadRequest(f"{where} must have 1 to {MAX_USER_ID_LENGTH} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        raise BadRequest(f"{where} is not valid Unicode") from None
     return text
 
 

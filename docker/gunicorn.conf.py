@@ -8,21 +8,29 @@ starts; never from Python (prometheus_client multiprocess docs).
 
 import gc
 import os
+import sys
+from pathlib import Path
 
 from prometheus_client import multiprocess
 
-bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '5000')}"
-workers = int(os.environ.get("API_WORKERS") or os.cpu_count() or 2)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for app.settings
+
+from app.settings import Settings  # noqa: E402 - after the path is set
+
+settings = Settings.from_env()  # invalid settings stop gunicorn here, before any worker starts
+
+bind = f"{settings.api_host}:{settings.api_port}"
+workers = settings.api_workers
 # gthread keeps client connections alive, which matters for throughput behind a load balancer.
 worker_class = "gthread"
-threads = int(os.environ.get("API_THREADS", "1"))
+threads = settings.api_threads
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
 preload_app = False  # each worker builds its own app: threads and SQLite connections after fork
-accesslog = os.environ.get("API_ACCESS_LOG") or None
+accesslog = settings.api_access_log
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = settings.log_level
 
 
 def post_worker_init(worker):

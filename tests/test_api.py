@@ -101,6 +101,7 @@ BAD_BODIES = [
     (b'{"features": [5.1, 3.5, 1.4, 0.2], "user_id": {"a": 1}}', "user_id"),
     (b'{"features": [5.1, 3.5, 1.4, 0.2], "user_id": ""}', "user_id"),
     (b'{"features": [5.1, 3.5, 1.4, 0.2], "user_id": true}', "user_id"),
+    (b'{"features": [5.1, 3.5, 1.4, 0.2], "user_id": "\\ud800"}', "not valid Unicode"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "nested too deeply"),
     (b"\xff\xfe{}", "not valid JSON"),
@@ -378,7 +379,17 @@ def test_unknown_feedback_id_that_is_not_ours_is_not_waited_for(client, app, mon
     r = client.post("/feedback", json={"prediction_id": "not-a-uuid", "label": 0})
     assert r.status_code == 404 and flushes == []
     r = client.post("/feedback", json={"prediction_id": "00000000-0000-4000-8000-000000000000", "label": 0})
-    assert r.status_code == 404 and flushes == [1]  # an id we could have issued: flushed and awaited
+    assert r.status_code == 404 and flushes == []  # a UUID, but not one this service issues (v7)
+    import time
+
+    from app.service import new_prediction_ids
+
+    old = new_prediction_ids(1, time.time() - 3600)[0]
+    r = client.post("/feedback", json={"prediction_id": old, "label": 0})
+    assert r.status_code == 404 and flushes == []  # ours, but an hour old: it would be in the store
+    fresh = new_prediction_ids(1, time.time())[0]
+    r = client.post("/feedback", json={"prediction_id": fresh, "label": 0})
+    assert r.status_code == 404 and flushes == [1]  # just issued: may still be in a worker's buffer
 
 
 def test_all_zero_environment_weights_fail_at_start(settings):
@@ -386,3 +397,43 @@ def test_all_zero_environment_weights_fail_at_start(settings):
 
     with pytest.raises(ValueError, match="at least one"):
         create_app(settings.with_overrides(env_weights={"v1": 0, "v2": 0}))
+
+
+def test_weights_that_route_to_no_loaded_version_are_refused(client, settings):
+    with open(settings.models_dir / "model_v2.pkl", "ab") as handle:
+        handle.write(b"tampered")
+    from app.flask_app import create_app
+
+    app = create_app(settings)
+    try:
+        c = app.test_client()
+        assert c.get("/health").get_json()["status"] == "degraded"
+        r = c.put("/config", json={"weights": {"v1": 0, "v2": 100}}, headers=ADMIN)
+        assert r.status_code == 400 and "no loaded version would get traffic" in r.get_json()["error"]
+        assert c.post("/predict", json={"features": SETOSA}).status_code == 200
+    finally:
+        service_of(app).close()
+
+
+def test_health_is_503_when_nothing_loaded_can_be_routed(settings):
+    from app.flask_app import create_app
+
+    with open(settings.models_dir / "model_v1.pkl", "ab") as handle:
+        handle.write(b"tampered")
+    app = create_app(settings.with_overrides(env_weights={"v1": 100, "v2": 0}))
+    try:
+        r = app.test_client().get("/health")
+        assert r.status_code == 503 and r.get_json()["status"] == "unhealthy"
+        assert "weight above 0" in r.get_json()["errors"]["router"]
+        check_schema(r, "/health")
+    finally:
+        service_of(app).close()
+
+
+def test_sync_never_goes_back_to_an_older_period(app, monkeypatch):
+    service = service_of(app)
+    older = service.experiment
+    newer = service.set_weights({"v1": 10})
+    monkeypatch.setattr(service.store, "latest_experiment", lambda: older)
+    service.sync()
+    assert service.experiment == newer and service.state.router.weights == newer.weights

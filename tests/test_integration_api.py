@@ -166,3 +166,21 @@ def test_runtime_weights_survive_restart_until_environment_changes(api_server_fa
     config = requests.get(f"{third.url}/config", timeout=5).json()
     assert config["weights"] == {"v1": 70, "v2": 30} and config["experiment"]["source"] == "env"
     assert (config["model_v1_weight"], config["model_v2_weight"], config["total_weight"]) == (70, 30, 100)
+
+
+@pytest.mark.parametrize("path", ["/predict", "/feedback"])
+def test_malformed_chunked_body_is_a_json_400(live_api, path):
+    """gunicorn's own body reader fails on a bad chunk size; the client still gets a JSON 400."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", live_api.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".encode()
+        )
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] == b"400", response[:300]
+    assert b"application/json" in head and b"could not read the request body" in body

@@ -98,3 +98,30 @@ def test_many_classes_and_features(tmp_path):
     probe = rng.normal(scale=2, size=(300, 7))
     single = np.vstack([forest.predict_proba(row[None, :]) for row in probe])
     np.testing.assert_allclose(single, estimator.predict_proba(probe), rtol=0, atol=1e-12)
+
+
+def test_weighted_forest_matches_bit_for_bit():
+    """Leaf values are used exactly as this scikit-learn returns them (class weights make them uneven)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    estimator = RandomForestClassifier(n_estimators=40, max_depth=6, class_weight="balanced_subsample",
+                                       random_state=1).fit(X, y)
+    forest = FastForest(estimator)
+    probe = random_rows(2000, seed=9)
+    np.testing.assert_array_equal(forest.predict_proba(probe), estimator.predict_proba(probe))
+    single = np.vstack([forest.predict_proba(row[None, :]) for row in probe[:300]])
+    np.testing.assert_array_equal(single, estimator.predict_proba(probe[:300]))
+
+
+def test_infinite_thresholds_compile():
+    """Trees grown on data with missing values split at +inf; the compiled code must handle it."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    X = X.copy()
+    X[::7, 2] = np.nan
+    estimator = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(X, y)
+    forest = FastForest(estimator)
+    probe = load_iris().data
+    np.testing.assert_allclose(forest.predict_proba(probe[:1]), estimator.predict_proba(probe[:1]), atol=1e-12)

@@ -38,6 +38,10 @@ def test_overrides_win_over_environment():
         {"PREDICT_BACKEND": "gpu"},
         {"MAX_BATCH": "0"},
         {"DRIFT_THRESHOLD": "3"},
+        {"LOG_FLUSH_SECONDS": "0"},
+        {"STATE_POLL_SECONDS": "-1"},
+        {"API_WORKERS": "0"},
+        {"LOG_QUEUE_SIZE": "0"},
     ],
 )
 def test_invalid_environment_fails_at_start(env):

@@ -107,6 +107,7 @@ def test_bring_your_own_csv(tmp_path):
         ("a,b,label\n", "label", "no rows"),
         ("a,b,label\n1,,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "missing or infinite"),
         ("a,label\n1,x\n2,y\n3,y\n", "label", "fewer than 2 rows"),
+        ("a,b,label\n1,1e300,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "beyond float32"),
     ],
 )
 def test_bad_csv_exits_nonzero_with_one_line_and_touches_nothing(tmp_path, capsys, content, target, reason):
