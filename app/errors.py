@@ -42,12 +42,6 @@ class NotFound(ApiError):
     status_code = 404
 
 
-class PayloadTooLarge(ApiError):
-    """The body is over the configured limit."""
-
-    status_code = 413
-
-
 class ModelUnavailable(ApiError):
     """No model can serve the request right now."""
 

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,6 @@ class ModelSet:
     manifest: dict = field(default_factory=dict)
     reference: np.ndarray | None = None
     backend: str = "fast"
-    loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     @property
     def feature_names(self) -> list[str]:
