@@ -5,7 +5,10 @@
 #   ./install.sh --dev    also the test tools: requirements-dev.txt, Chromium, shellcheck,
 #                         docker-compose (for static checks), wrk (benchmarks)
 #
-# Idempotent: a second run with unchanged requirements installs nothing.
+# Idempotent: a second run with unchanged requirements installs nothing. A system package
+# that cannot be installed is reported (with the reason) and does not stop the rest: Prometheus
+# is installed on its own first, so an unavailable dev tool never keeps it out.
+# An existing virtualenv made with a Python older than 3.11 is recreated.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -33,50 +36,118 @@ check_python() {
     || die "Python 3.11 or newer is required ($("$PYTHON" --version 2>&1) found)"
 }
 
+can_root() {
+  [[ $(id -u) -eq 0 ]] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }
+}
+
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then
     "$@"
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    sudo "$@"
   else
-    return 1
+    sudo -n "$@"
   fi
+}
+
+installed() {
+  # installed PKG: the Debian package PKG is installed (not just known, or removed with its config left).
+  local status
+  # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not a shell expansion
+  status="$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" || return 1
+  [[ "$status" == *" ok installed" ]]
+}
+
+APT_UPDATED=0
+APT_FAILED=()
+
+apt_get() {
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"
 }
 
 apt_install() {
-  local missing=()
-  local pkg
+  # apt_install PKG...: install the missing ones; each one that cannot be installed is added
+  # to APT_FAILED and reported with the reason. Returns 1 if any failed.
+  local missing=() failed=() pkg
   for pkg in "$@"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    installed "$pkg" || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
+  if ! can_root; then
+    log "cannot install ${missing[*]}: this needs root or passwordless sudo."
+    log "install them yourself: sudo apt-get install ${missing[*]}"
+    APT_FAILED+=("${missing[@]}")
+    return 1
+  fi
+  if ((!APT_UPDATED)); then
+    apt_get update -qq || log "apt-get update failed; trying with the package lists there are"
+    APT_UPDATED=1
+  fi
   log "installing system packages: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-    && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    return 0
+  fi
+  # apt installs all or nothing: retry one by one to install what can be and name what cannot.
+  if ((${#missing[@]} > 1)); then
+    log "apt-get could not install them together; trying one at a time"
+    for pkg in "${missing[@]}"; do
+      apt_get install -y -qq --no-install-recommends "$pkg" >/dev/null || failed+=("$pkg")
+    done
+  else
+    failed=("${missing[@]}")
+  fi
+  ((${#failed[@]})) || return 0
+  for pkg in "${failed[@]}"; do
+    log "apt-get could not install $pkg: $(apt_reason "$pkg")"
+  done
+  APT_FAILED+=("${failed[@]}")
+  return 1
+}
+
+apt_reason() {
+  # Why apt could not install PKG, as far as apt-cache tells.
+  local candidate
+  candidate="$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+  if [[ -z "$candidate" || "$candidate" == "(none)" ]]; then
+    echo "no installation candidate (not in this system's apt repositories)"
+  else
+    echo "apt-get install failed for version $candidate (see apt's message above)"
+  fi
 }
 
 install_system_packages() {
-  local wanted=(prometheus)
-  if ((DEV)); then
-    wanted+=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk)
+  local dev_packages=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk)
+  if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
+    # The runtime package on its own, so a dev tool apt cannot install never keeps it out.
+    apt_install prometheus || true
+    if ((DEV)); then
+      apt_install "${dev_packages[@]}" || true
+    fi
+    if ((${#APT_FAILED[@]})); then
+      log "not installed: ${APT_FAILED[*]} (reasons above); continuing without them"
+    fi
+    return 0
   fi
-  if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
-    apt_install "${wanted[@]}" || {
-      log "could not install ${wanted[*]} (need root or passwordless sudo)."
-      log "install them yourself: sudo apt-get install ${wanted[*]}"
-      return 0
-    }
-  elif ! command -v prometheus >/dev/null; then
+  if ! command -v prometheus >/dev/null; then
     log "Prometheus is not installed and this is not a Debian/Ubuntu system."
     log "Either run the stack in Docker (RUN_MODE=docker ./run_demo.sh), or install Prometheus"
     log "from your distribution or the release tarball so 'prometheus' and 'promtool' are on PATH."
+  fi
+  if ((DEV)); then
+    log "without apt, install the test tools yourself: ${dev_packages[*]}"
   fi
 }
 
 install_python_packages() {
   local requirements=requirements.txt kind=runtime
   if ((DEV)); then requirements="requirements-dev.txt"; kind=dev; fi
-  if [[ ! -x "$VENV/bin/python" ]]; then
+  if [[ -x "$VENV/bin/python" ]] \
+    && "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    :
+  elif [[ -f "$VENV/pyvenv.cfg" ]]; then
+    # Made with a Python older than 3.11, or one since removed: --clear empties it (packages
+    # and install stamps included) and recreates it with $PYTHON.
+    log "recreating virtualenv $VENV: it has $("$VENV/bin/python" --version 2>/dev/null || echo 'no working Python'), 3.11+ is required"
+    "$PYTHON" -m venv --clear "$VENV"
+  else
     log "creating virtualenv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi

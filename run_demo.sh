@@ -9,7 +9,8 @@
 #
 # RUN_MODE=auto|native|docker (auto: Docker Compose when a Docker engine answers, else native
 # processes running the very same services). Environment knobs (defaults):
-#   API_PORT=5000 UI_PORT=8501 PROMETHEUS_PORT=9090 BIND_HOST=127.0.0.1 (0.0.0.0 to expose)
+#   API_PORT=5000 UI_PORT=8501 PROMETHEUS_PORT=9090 BIND_HOST=127.0.0.1 (0.0.0.0 to expose;
+#   native and Docker modes alike: Compose publishes the ports on BIND_HOST)
 #   API_WORKERS=<cores> ADMIN_TOKEN=<unset: admin disabled> DATABASE_URL=sqlite:///data/mlops.db
 #   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
 set -euo pipefail
@@ -26,6 +27,9 @@ RUN_MODE="${RUN_MODE:-auto}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
 VENV="$ROOT/.venv"
 SERVICES=(api ui prometheus)
+# The program each service's pid must be running: a pid file whose pid now belongs to
+# anything else is stale (the pid was reused) and is neither reported nor signalled.
+declare -A PROGRAMS=([api]=gunicorn [ui]=streamlit [prometheus]=prometheus)
 
 log() { printf '[run_demo] %s\n' "$*"; }
 die() { printf '[run_demo] error: %s\n' "$*" >&2; exit 1; }
@@ -59,10 +63,32 @@ local_host() {
 
 pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
 
+runs_program() {
+  # runs_program PID PROGRAM: the live process PID is one this script started as PROGRAM:
+  # it runs in this repository and an argument of its command line is PROGRAM or ends in
+  # /PROGRAM ("python .venv/bin/gunicorn ..."). Linux: reads /proc/PID.
+  local pid="$1" program="$2" arg
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$(pwd -P)" ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  while IFS= read -r -d '' arg; do
+    [[ "${arg##*/}" == "$program" ]] && return 0
+  done <"/proc/$pid/cmdline" 2>/dev/null
+  return 1
+}
+
 is_running() {
-  local pid
-  pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  # is_running NAME: NAME's pid file names a live process running NAME's program. A pid
+  # file that does not (the process is gone, or its pid now belongs to something else)
+  # is removed.
+  local name="$1" pid
+  pid="$(pid_of "$name")"
+  [[ -n "$pid" ]] || return 1
+  if runs_program "$pid" "${PROGRAMS[$name]}"; then
+    return 0
+  fi
+  rm -f "$RUN_DIR/$name.pid"
+  return 1
 }
 
 port_free() {
@@ -107,10 +133,16 @@ ensure_models() {
 
 spawn() {
   # spawn NAME CMD...: start in its own session, output to RUN_DIR/NAME.log, pid to RUN_DIR/NAME.pid.
-  local name="$1"
+  local name="$1" pid deadline=$((SECONDS + 5))
   shift
   setsid "$@" >"$RUN_DIR/$name.log" 2>&1 < /dev/null &
-  echo $! >"$RUN_DIR/$name.pid"
+  pid=$!
+  echo "$pid" >"$RUN_DIR/$name.pid"
+  # Until the child has exec'd the program, its command line is still this script's and
+  # is_running would take the pid file for a stale one: wait for the exec (or an early exit).
+  until runs_program "$pid" "${PROGRAMS[$name]}" || ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); do
+    sleep 0.05
+  done
 }
 
 start_api() {
@@ -141,7 +173,7 @@ start_prometheus() {
   prometheus_config
   spawn prometheus prometheus --config.file="$RUN_DIR/prometheus.yml" \
     --storage.tsdb.path="$RUN_DIR/prometheus-data" \
-    --web.listen-address="$BIND_HOST:$PROMETHEUS_PORT" --web.enable-lifecycle
+    --web.listen-address="$BIND_HOST:$PROMETHEUS_PORT"
 }
 
 print_urls() {
@@ -174,6 +206,12 @@ native_start() {
   done
   local host
   host="$(local_host)"
+  # The mode goes first, so "./run_demo.sh stop" finds these processes even while they
+  # start; if anything below fails, what was already started is stopped again.
+  echo native >"$RUN_DIR/mode"
+  trap abort_native_start EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM HUP
   log "starting the API on $BIND_HOST:$API_PORT"
   start_api
   wait_for api "http://$host:$API_PORT/health" "$(pid_of api)"
@@ -183,14 +221,24 @@ native_start() {
   start_prometheus
   wait_for ui "http://$host:$UI_PORT/_stcore/health" "$(pid_of ui)"
   wait_for prometheus "http://$host:$PROMETHEUS_PORT/-/ready" "$(pid_of prometheus)"
-  echo native >"$RUN_DIR/mode"
+  trap - EXIT INT TERM HUP
   print_urls
+}
+
+abort_native_start() {
+  # EXIT trap of native_start: a start that fails part-way leaves nothing running.
+  local code=$?
+  trap - EXIT INT TERM HUP
+  ((code != 0)) || code=1
+  printf '[run_demo] start failed: stopping the services started so far\n' >&2
+  native_stop >&2 || true
+  exit "$code"
 }
 
 stop_one() {
   local name="$1" pid
   pid="$(pid_of "$name")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if is_running "$name"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 25))
     while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
@@ -238,8 +286,11 @@ native_status() {
 
 docker_start() {
   log "starting with Docker Compose"
-  compose up -d --build
-  local host=127.0.0.1
+  # Compose publishes the ports on BIND_HOST (127.0.0.1 unless set), like the native mode.
+  BIND_HOST="$BIND_HOST" API_PORT="$API_PORT" UI_PORT="$UI_PORT" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
+    compose up -d --build
+  local host
+  host="$(local_host)"
   wait_for api "http://$host:$API_PORT/health" ""
   wait_for ui "http://$host:$UI_PORT/_stcore/health" ""
   wait_for prometheus "http://$host:$PROMETHEUS_PORT/-/ready" ""

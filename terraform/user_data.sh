@@ -7,8 +7,10 @@
 #
 # Installs docker and git, the docker compose v2 plugin (also as
 # docker-compose) and buildx, clones the repository and starts the stack with
-# RUN_MODE=docker ./run_demo.sh. The containers restart with docker on reboot
-# (restart: unless-stopped).
+# RUN_MODE=docker BIND_HOST=0.0.0.0 ./run_demo.sh: Compose publishes the ports
+# on 127.0.0.1 unless told otherwise, and here they must be reachable from
+# outside; the security group (main.tf) admits only allowed_cidr. The
+# containers restart with docker on reboot (restart: unless-stopped).
 set -euo pipefail
 
 # Rendered by Terraform (values validated in variables.tf).
@@ -98,9 +100,9 @@ clone_repo() {
 }
 
 start_stack() {
-    log "starting the stack: RUN_MODE=docker ./run_demo.sh"
+    log "starting the stack: RUN_MODE=docker BIND_HOST=0.0.0.0 ./run_demo.sh"
     cd "$APP_DIR"
-    RUN_MODE=docker bash ./run_demo.sh
+    RUN_MODE=docker BIND_HOST=0.0.0.0 bash ./run_demo.sh
 }
 
 main() {

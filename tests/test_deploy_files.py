@@ -60,7 +60,7 @@ ALERTS = (
 
 # Environment variables that docker-compose.yml interpolates; removed so the
 # checks see the file's own defaults whatever the caller's shell exports.
-COMPOSE_INTERPOLATED = ("ADMIN_TOKEN", "API_PORT", "UI_PORT", "PROMETHEUS_PORT", "API_WORKERS")
+COMPOSE_INTERPOLATED = ("ADMIN_TOKEN", "API_PORT", "UI_PORT", "PROMETHEUS_PORT", "API_WORKERS", "BIND_HOST")
 
 
 # --------------------------------------------------------------------------
@@ -221,8 +221,39 @@ def test_compose_services_names_and_ports(compose):
         service = services[name]
         assert service["container_name"] == container
         published = [str(p) for p in service["ports"]]
-        assert len(published) == 1 and published[0].endswith(f":{port}"), (name, published)
-        assert published[0].rsplit(":", 1)[0] in (str(port), f"${{{_port_var(name)}:-{port}}}"), published
+        assert published == [f"${{BIND_HOST:-127.0.0.1}}:${{{_port_var(name)}:-{port}}}:{port}"], (name, published)
+
+
+def test_compose_publishes_every_port_on_bind_host_defaulting_to_loopback(compose):
+    """No published port may default to 0.0.0.0: the stack has no login of its own."""
+    for name, service in compose["services"].items():
+        for entry in service.get("ports", []):
+            assert isinstance(entry, str), f"{name}: use the short 'host_ip:port:port' form ({entry!r})"
+            assert entry.startswith("${BIND_HOST:-127.0.0.1}:"), f"{name} publishes {entry!r} beyond BIND_HOST"
+
+    tool = require_tool("docker-compose")
+    expected = {"flask-api": ("5000", 5000), "streamlit-ui": ("8501", 8501), "prometheus": ("9090", 9090)}
+    for extra, host_ip in (({}, "127.0.0.1"), ({"BIND_HOST": "0.0.0.0", "API_PORT": "6000"}, "0.0.0.0")):
+        result = run([tool, "-f", str(COMPOSE_FILE), "config"], env=compose_env(**extra))
+        assert_ok(result, f"docker-compose config {extra}")
+        services = yaml.safe_load(result.stdout)["services"]
+        for name, (host_port, target) in expected.items():
+            if name == "flask-api" and "API_PORT" in extra:
+                host_port = extra["API_PORT"]
+            assert _resolved_ports(services[name]["ports"]) == [(host_ip, host_port, target)], (name, extra)
+
+
+def _resolved_ports(ports: list) -> list[tuple[str, str, int]]:
+    """(host_ip, published, target) from `docker-compose config`, v1 (strings) or v2 (mappings)."""
+    resolved = []
+    for entry in ports:
+        if isinstance(entry, dict):
+            resolved.append((entry.get("host_ip", ""), str(entry["published"]), int(entry["target"])))
+        else:
+            spec = str(entry).split("/", 1)[0]
+            host_ip, published, target = spec.rsplit(":", 2) if spec.count(":") >= 2 else ("", *spec.split(":"))
+            resolved.append((host_ip, published, int(target)))
+    return resolved
 
 
 def _port_var(service: str) -> str:
@@ -265,9 +296,12 @@ def test_compose_api_environment_names_are_read_by_the_app(compose):
     image_only = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "HOME"}
     unknown = [n for n in names if n not in known | image_only and not re.fullmatch(r"MODEL_[A-Z0-9_]+_WEIGHT", n)]
     assert not unknown, f"variables the API does not read: {unknown}"
+    # gunicorn.conf.py reads them by name, or through app.settings (where each is a field).
     gunicorn_conf = (DOCKER / "gunicorn.conf.py").read_text(encoding="utf-8")
+    via_settings = "Settings.from_env(" in gunicorn_conf
     for name in ("API_HOST", "API_PORT", "API_WORKERS"):
-        assert name in gunicorn_conf, f"docker/gunicorn.conf.py no longer reads {name}"
+        read = name in gunicorn_conf or (via_settings and f"settings.{name.lower()}" in gunicorn_conf)
+        assert read, f"docker/gunicorn.conf.py no longer reads {name}"
 
 
 def test_compose_ui_and_prometheus_wiring(compose):
@@ -632,6 +666,11 @@ def test_terraform_user_data_template():
     assert "dnf install -y docker git" in text
     assert "RUN_MODE=docker" in text and "./run_demo.sh" in text
     assert "$REPO_URL" in text
+    # Compose publishes on 127.0.0.1 unless BIND_HOST says otherwise; the instance is reached from
+    # allowed_cidr through the security group, so the stack must be started with BIND_HOST=0.0.0.0.
+    starts = [line.strip() for line in text.splitlines()
+              if "./run_demo.sh" in line and not line.strip().startswith(("#", "log "))]
+    assert starts == ["RUN_MODE=docker BIND_HOST=0.0.0.0 bash ./run_demo.sh"], starts
 
 
 def test_terraform_fmt_if_available():
@@ -707,6 +746,121 @@ def test_shell_script_conventions(script):
     assert "set -euo pipefail" in lines, f"{script.name}: set -euo pipefail"
     if script.parent == ROOT:
         assert os.access(script, os.X_OK), f"{script.name} is not executable"
+
+
+# install.sh against a fake apt and a fake Python ---------------------------
+
+
+def _fake_install_env(tmp_path: Path, *, uid: int, sudo: bool, unavailable: str = "",
+                      installed: str = "") -> tuple[dict[str, str], Path]:
+    """PATH with fake id/sudo/dpkg-query/apt-get/apt-cache, and a PYTHON whose venvs only log pip.
+
+    Every call of apt-get and pip is appended to the returned log.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    q_log = shlex.quote(str(log))
+    real_python = shlex.quote(sys.executable)
+    scripts = {
+        "id": f'if [[ "$1" == -u ]]; then echo {uid}; else exec /usr/bin/id "$@"; fi\n',
+        "sudo": ('[[ "$1" == -n ]] && shift\nexec "$@"\n' if sudo else "exit 1\n"),
+        # Installed packages print dpkg's status; the others are unknown.
+        "dpkg-query": (f'case " {installed} " in *" ${{!#}} "*) printf "install ok installed" ;; '
+                       '*) exit 1 ;; esac\n'),
+        "apt-get": (
+            f'printf "apt-get %s\\n" "$*" >> {q_log}\n'
+            '[[ "$1" == install ]] || exit 0\n'
+            'for arg in "$@"; do\n'
+            f'  case " {unavailable} " in *" $arg "*)\n'
+            '    echo "E: Package \'$arg\' has no installation candidate" >&2; exit 100 ;; esac\n'
+            "done\n"
+        ),
+        "apt-cache": (
+            'pkg="${!#}"; echo "$pkg:"; echo "  Installed: (none)"\n'
+            f'case " {unavailable} " in *" $pkg "*) echo "  Candidate: (none)" ;; *) echo "  Candidate: 1.0" ;; esac\n'
+        ),
+        # python3 -m venv [--clear] DIR makes a venv whose python logs "pip ..." instead of installing.
+        "fake-python": (
+            'if [[ "$1 $2" == "-m venv" ]]; then\n'
+            '  shift 2\n'
+            f'  if [[ "$1" == --clear ]]; then echo "venv --clear" >> {q_log}; shift; fi\n'
+            '  mkdir -p "$1/bin"; echo "home = /fake" > "$1/pyvenv.cfg"\n'
+            '  { echo "#!/usr/bin/env bash"\n'
+            f'    echo \'if [[ "$1 $2" == "-m pip" ]]; then echo "pip $*" >> {q_log}; exit 0; fi\'\n'
+            f'    echo \'exec {real_python} "$@"\'; }} > "$1/bin/python"\n'
+            '  chmod +x "$1/bin/python"; exit 0\n'
+            "fi\n"
+            f'exec {real_python} "$@"\n'
+        ),
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text("#!/usr/bin/env bash\n" + body, encoding="utf-8")
+        path.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(bin_dir / "fake-python"),
+           "VENV": str(tmp_path / "venv")}
+    return env, log
+
+
+def _apt_installs(log: Path) -> list[list[str]]:
+    calls = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return [[w for w in c.split()[2:] if not w.startswith("-")] for c in calls if c.startswith("apt-get install")]
+
+
+def test_install_dev_installs_prometheus_even_when_a_dev_package_is_unavailable(tmp_path):
+    env, log = _fake_install_env(tmp_path, uid=0, sudo=False, unavailable="chromium")
+    result = run([str(ROOT / "install.sh"), "--dev"], env=env)
+    assert_ok(result, "install.sh --dev")
+    out = result.stdout + result.stderr
+    installs = _apt_installs(log)
+    # Prometheus alone first; then the dev tools together; apt refused, so one at a time.
+    dev = ["chromium", "fonts-noto-color-emoji", "shellcheck", "docker-compose", "wrk"]
+    assert installs == [["prometheus"], dev, *[[pkg] for pkg in dev]], installs
+    assert "apt-get could not install chromium: no installation candidate" in out, out
+    assert re.search(r"not installed: chromium \(", out), out
+    for pkg in ("prometheus", "shellcheck", "docker-compose", "wrk"):
+        assert f"could not install {pkg}" not in out, out
+    assert "needs root" not in out, "the failure is apt's, not a missing root"
+    assert "pip -m pip install" in log.read_text(encoding="utf-8") and "requirements-dev.txt" in log.read_text()
+
+
+def test_install_without_root_names_the_packages_and_the_reason(tmp_path):
+    env, log = _fake_install_env(tmp_path, uid=1000, sudo=False, installed="fonts-noto-color-emoji")
+    result = run([str(ROOT / "install.sh"), "--dev"], env=env)
+    assert_ok(result, "install.sh --dev (no root)")
+    out = result.stdout + result.stderr
+    assert _apt_installs(log) == [], "without root apt-get install is never tried"
+    assert "cannot install prometheus: this needs root or passwordless sudo" in out, out
+    assert "cannot install chromium shellcheck docker-compose wrk: this needs root" in out, out
+
+    # With passwordless sudo the same run installs through sudo; a second run finds it all done.
+    env, log = _fake_install_env(tmp_path, uid=1000, sudo=True, installed="fonts-noto-color-emoji")
+    result = run([str(ROOT / "install.sh")], env=env)
+    assert_ok(result, "install.sh (sudo)")
+    assert _apt_installs(log) == [["prometheus"]]
+    env, log = _fake_install_env(tmp_path, uid=1000, sudo=False, installed="prometheus")
+    log.unlink()
+    result = run([str(ROOT / "install.sh")], env=env)
+    assert_ok(result, "install.sh (second run)")
+    assert not log.exists(), "nothing to install: neither apt-get nor pip runs"
+
+
+def test_install_recreates_a_virtualenv_older_than_python_311(tmp_path):
+    env, log = _fake_install_env(tmp_path, uid=0, sudo=False, installed="prometheus")
+    venv = Path(env["VENV"])
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/old\nversion = 3.10.13\n", encoding="utf-8")
+    old = venv / "bin" / "python"
+    old.write_text('#!/usr/bin/env bash\n[[ "$1" == --version ]] && echo "Python 3.10.13"\n'
+                   '[[ "$1" == -c ]] && exit 1\nexit 0\n', encoding="utf-8")
+    old.chmod(0o755)
+    result = run([str(ROOT / "install.sh")], env=env)
+    assert_ok(result, "install.sh (old venv)")
+    assert "recreating virtualenv" in result.stdout and "Python 3.10.13" in result.stdout, result.stdout
+    calls = log.read_text(encoding="utf-8")
+    assert "venv --clear" in calls and "-r requirements.txt" in calls, calls
+    assert "3.10" not in old.read_text(encoding="utf-8"), "the venv's python is the new one"
 
 
 # get_ip.sh ---------------------------------------------------------------
