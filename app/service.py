@@ -97,11 +97,7 @@ class Service:
         # Read the generation before loading, so a reload asked for meanwhile is not missed.
         self._generation = self._safe(self.store.generation, 0)
         models = load_model_set(settings.models_dir, settings.predict_backend)
-        env_weights = self._env_weights(models)
-        experiment = self._safe(
-            lambda: self.store.ensure_experiment(env_weights, env_weights), _offline_experiment(env_weights)
-        )
-        self.state = State.build(models, experiment)
+        self.state = State.build(models, self._env_experiment(models))
         self._lock = threading.RLock()  # writers of self.state; readers just take the reference
         self.prediction_log = PredictionLog(
             self.store,
@@ -136,6 +132,12 @@ class Service:
         if weights and not any(weights.values()):
             raise ValueError(f"every A/B weight is 0 ({weights}): at least one MODEL_<VERSION>_WEIGHT must be above 0")
         return weights
+
+    def _env_experiment(self, models: ModelSet) -> Experiment:
+        """The stored period while the environment's weights are unchanged, else a new one from them."""
+        env_weights = self._env_weights(models)
+        return self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
+                          _offline_experiment(env_weights))
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -323,9 +325,7 @@ class Service:
             # The first models to appear (the service started before training): their environment
             # weights start the first real experiment; ensure_experiment makes it one row for all workers.
             try:
-                env_weights = self._env_weights(models)
-                experiment = self._safe(lambda: self.store.ensure_experiment(env_weights, env_weights),
-                                        _offline_experiment(env_weights))
+                experiment = self._env_experiment(models)
             except ValueError as exc:
                 log.error("new models not routed: %s", exc)
         self.state = State.build(models, experiment)
