@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the stack needs: a Python virtualenv with the pinned requirements, and Prometheus.
 #
-#   ./install.sh          runtime: .venv + requirements.txt, Prometheus (Debian/Ubuntu: apt)
+#   ./install.sh          runtime: .venv + requirements.txt + this project (editable), Prometheus (apt)
 #   ./install.sh --dev    also the test tools: requirements-dev.txt, Chromium, shellcheck,
 #                         docker-compose (for static checks), wrk (benchmarks)
 #
@@ -152,8 +152,8 @@ install_python_packages() {
     "$PYTHON" -m venv "$VENV"
   fi
   local runtime_stamp dev_stamp stamp
-  runtime_stamp="$VENV/.installed-runtime-$(sha256sum requirements.txt | cut -c1-16)"
-  dev_stamp="$VENV/.installed-dev-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+  runtime_stamp="$VENV/.installed-runtime-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+  dev_stamp="$VENV/.installed-dev-$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)"
   stamp="$runtime_stamp"
   if ((DEV)); then stamp="$dev_stamp"; fi
   if [[ -f "$stamp" ]]; then
@@ -163,6 +163,9 @@ install_python_packages() {
   log "installing Python packages from $requirements"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  # The project itself, editable: `import app` works from anywhere, the console scripts land in
+  # $VENV/bin, and its dependencies are the pinned ones installed just above.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
   rm -f "$VENV"/.installed-*
   touch "$runtime_stamp"
   if [[ "$kind" == dev ]]; then touch "$dev_stamp"; fi

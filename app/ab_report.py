@@ -1,4 +1,4 @@
-"""The A/B verdict in a terminal: which version is better, and how sure we are.
+"""The A/B verdict in a terminal; see ``app.cli.ab_report``.
 
     python -m app.ab_report                         # the current experiment period
     python -m app.ab_report --since 2026-11-01T00:00:00Z --json
@@ -6,52 +6,9 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python app/ab_report.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app.experiment import render_text
-from app.service import assemble_ab_report, parse_since
-from app.settings import Settings
-from app.store import StoreUnavailable, open_store
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description="A/B report from the prediction log and feedback.")
-    parser.add_argument("--json", action="store_true", help="print JSON (what GET /ab/report returns)")
-    parser.add_argument("--since", help="ISO-8601 start (default: the current experiment period)")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    since = None
-    if args.since:
-        try:
-            since = parse_since(args.since)
-        except ValueError as exc:
-            print(f"error: --{exc}", file=sys.stderr)
-            return 2
-    try:
-        store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
-        current = store.latest_experiment()
-        if current is None:
-            print("error: no experiment recorded yet: start the API first", file=sys.stderr)
-            return 2
-        report = assemble_ab_report(store, current, since=since)
-        store.close()
-    except (StoreUnavailable, ValueError) as exc:
-        print(f"error: cannot read the state store: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"Experiment {report['experiment']['id']} (since {report['since']}, weights {report['experiment']['weights']})")
-        print(render_text(report))
-    return 0
-
+from app.cli.ab_report import main
 
 if __name__ == "__main__":
     sys.exit(main())

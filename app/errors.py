@@ -1,4 +1,8 @@
-"""The service's errors: each carries its HTTP status; one handler turns them into JSON."""
+"""The errors a client may see. Each carries its HTTP status; the API's one handler turns them into JSON.
+
+Domain code (the serving core, the registry) raises these without knowing about Flask: the status is
+part of what the error means (bad input, not found, unavailable), not of how it is sent.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ class ApiError(Exception):
         self.message = message
         self.extra = extra
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """The JSON body of the error response."""
         return {"error": self.message, **self.extra}
 

@@ -17,11 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-try:
-    from app.ui_client import ApiClient, one_line
-except ModuleNotFoundError:
-    # `streamlit run app/streamlit_app.py` puts app/ on sys.path, not the repo root.
-    from ui_client import ApiClient, one_line  # type: ignore[no-redef]
+from app.ui.client import ApiClient, one_line
 
 PAGE_TITLE = "Iris Classifier — MLOps A/B Demo"
 TABS = ["Predict", "Experiment", "Drift", "Admin"]

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app.settings import Settings
+from app.stats.drift import detect_drift
+from app.stats.simulation import SCENARIOS, GaussianClassModel, iris_reference, iter_windows
 
-from app.drift import DEFAULT_THRESHOLD, detect_drift  # noqa: E402
-from app.simulation import SCENARIOS, GaussianClassModel, iris_reference, iter_windows  # noqa: E402
+THRESHOLD = Settings().drift_threshold  # the DRIFT_THRESHOLD default
 
 NAIVE_THRESHOLD = 0.3
 ROW = "{:<34}{:>8}{:>14}{:>9}"
@@ -39,7 +40,7 @@ def rates(reference: np.ndarray, windows: Iterable[np.ndarray], names: list[str]
     """Fraction of windows flagged by detect_drift and by the naive score, and the window count."""
     ours = naive = total = 0
     for current in windows:
-        ours += detect_drift(reference, current, names)["drift_detected"]
+        ours += detect_drift(reference, current, names, threshold=THRESHOLD)["drift_detected"]
         naive += naive_score(reference, current) >= NAIVE_THRESHOLD
         total += 1
     return ours / total, naive / total, total
@@ -54,7 +55,7 @@ def row(label: str, result: tuple[float, float, int]) -> str:
 def time_per_call(reference: np.ndarray, current: np.ndarray, names: list[str]) -> float:
     """Best-of-7 mean seconds per detect_drift call."""
     calls = 200
-    return min(timeit.repeat(lambda: detect_drift(reference, current, names), number=calls, repeat=7)) / calls
+    return min(timeit.repeat(lambda: detect_drift(reference, current, names, threshold=THRESHOLD), number=calls, repeat=7)) / calls
 
 
 def false_alarm_section(
@@ -79,7 +80,7 @@ def fresh_reference_rates(
     for i in range(n):
         reference = source.sample(120, rng, round_to=0.1)
         current = source.sample(100, rng, round_to=0.1 if i < n // 2 else None)
-        ours += detect_drift(reference, current, names)["drift_detected"]
+        ours += detect_drift(reference, current, names, threshold=THRESHOLD)["drift_detected"]
         naive += naive_score(reference, current) >= NAIVE_THRESHOLD
     return ours / n, naive / n, n
 
@@ -128,7 +129,7 @@ def main() -> None:
     current = source.sample(100, np.random.default_rng(args.seed), round_to=0.1)
     print(f"detect_drift: {time_per_call(X, current, names) * 1e3:.2f} ms per call "
           f"(reference 120x4, window 100x4; best of 7 x 200 calls)")
-    print(f"drift = Holm-adjusted CvM p <= 0.05 (score >= {DEFAULT_THRESHOLD}); "
+    print(f"drift = Holm-adjusted CvM p <= 0.05 (score >= {THRESHOLD}); "
           f"naive = mean |mean diff| / SD >= {NAIVE_THRESHOLD}\n")
     false_alarm_section(X, source, names, args.null_windows, args.seed)
     shift_section(X, source, names, args.windows, args.seed)

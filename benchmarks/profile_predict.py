@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 BODY = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
 

@@ -2,20 +2,18 @@
 
     gunicorn -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
 
+The project must be installed (./install.sh, or pip install . in the image): nothing here edits sys.path.
+
 PROMETHEUS_MULTIPROC_DIR must be set and emptied by the launching script before gunicorn
 starts; never from Python (prometheus_client multiprocess docs).
 """
 
 import gc
 import os
-import sys
-from pathlib import Path
 
 from prometheus_client import multiprocess
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for app.settings
-
-from app.settings import Settings  # noqa: E402 - after the path is set
+from app.settings import Settings
 
 settings = Settings.from_env()  # invalid settings stop gunicorn here, before any worker starts
 
@@ -40,11 +38,12 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Flush the worker's prediction log before it goes (clean shutdown loses nothing)."""
+    """Stop the worker's service: its prediction log is flushed before it goes (clean shutdown loses nothing)."""
+    from app.api import service_of
+
     app = getattr(worker, "wsgi", None)
-    service = getattr(app, "extensions", {}).get("mlops") if app is not None else None
-    if service is not None:
-        service.close()
+    if app is not None:
+        service_of(app).stop()
 
 
 def child_exit(server, worker):

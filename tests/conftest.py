@@ -1,46 +1,22 @@
-"""Shared fixtures: a trained model set, an app with a temp store, and real gunicorn servers."""
+"""Fixtures: a trained model set, settings with a temp store, the service, the app, real gunicorn servers."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
-from app.settings import REPO_DIR, Settings
-from app.train_model import load_iris_dataset, train
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
-    """Poll ``check`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last error: {last_error})")
+from app.api import create_app, service_of
+from app.serving.service import Service
+from app.settings import Settings
+from app.training.datasets import load_iris_dataset
+from app.training.trainer import train
+from tests.helpers import ApiServer, start_api
 
 
 @pytest.fixture(scope="session")
@@ -73,100 +49,41 @@ def settings(models_dir, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def app(settings):
-    """The Flask app built by the factory; its threads and store are closed afterwards."""
-    from app.flask_app import create_app, service_of
-
-    application = create_app(settings)
-    yield application
-    service_of(application).close()
+def service(settings) -> Iterator[Service]:
+    """The serving core alone, started, without HTTP; stopped at teardown."""
+    core = Service(settings)
+    core.start()
+    yield core
+    core.stop()
 
 
 @pytest.fixture
-def client(app):
+def app(settings) -> Iterator[Flask]:
+    """The Flask app built by the factory; its service is stopped afterwards."""
+    application = create_app(settings)
+    yield application
+    service_of(application).stop()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
     """A Flask test client."""
     return app.test_client()
 
 
-ADMIN = {"Authorization": "Bearer test-token"}
+@pytest.fixture
+def make_app(settings) -> Iterator[Callable[..., Flask]]:
+    """Build apps with some settings changed (``make_app(max_batch=5)``); all are stopped at teardown."""
+    built: list[Flask] = []
 
+    def build(**overrides: Any) -> Flask:
+        application = create_app(settings.with_overrides(**overrides))
+        built.append(application)
+        return application
 
-@dataclass
-class ApiServer:
-    """A real gunicorn API running in a subprocess on 127.0.0.1."""
-
-    url: str
-    port: int
-    process: subprocess.Popen
-    env: dict
-    log_path: Path
-    multiproc_dir: Path
-    database: Path
-    models_dir: Path
-    admin_headers: dict = field(default_factory=lambda: dict(ADMIN))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Stop gunicorn (gracefully by default) and return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
-
-    def log(self) -> str:
-        """What gunicorn and the app wrote."""
-        return self.log_path.read_text(errors="replace")
-
-
-def start_api(tmp_path: Path, models_dir: Path, *, workers: int = 2, extra_env: dict | None = None,
-              database: Path | None = None, name: str = "api") -> ApiServer:
-    """Start gunicorn with docker/gunicorn.conf.py, as run_demo.sh does, and wait for /health."""
-    port = free_port()
-    multiproc = tmp_path / f"{name}-multiproc"
-    shutil.rmtree(multiproc, ignore_errors=True)
-    multiproc.mkdir(parents=True)
-    database = database or tmp_path / "state.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_") or not k.endswith("_WEIGHT")}
-    env.update({
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "API_WORKERS": str(workers),
-        "MODELS_DIR": str(models_dir),
-        "DATABASE_URL": f"sqlite:///{database}",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "ADMIN_TOKEN": "test-token",
-        "LOG_LEVEL": "warning",
-    })
-    env.update(extra_env or {})
-    log_path = tmp_path / f"{name}.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", "docker/gunicorn.conf.py", "app.flask_app:create_app()"],
-            cwd=REPO_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    server = ApiServer(f"http://127.0.0.1:{port}", port, process, env, log_path, multiproc, database, models_dir)
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
-        return requests.get(f"{server.url}/health", timeout=2).status_code in (200, 503)
-
-    try:
-        wait_until(healthy, timeout=60, interval=0.1, message="gunicorn /health")
-        wait_until(lambda: len(worker_pids(server)) == workers, timeout=30, message="all workers booted")
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def worker_pids(server: ApiServer) -> set[int]:
-    """The pids of the gunicorn master's worker processes."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
+    yield build
+    for application in built:
+        service_of(application).stop()
 
 
 @pytest.fixture

@@ -1,0 +1,235 @@
+"""Every request's validation, in one place: each hostile input becomes a BadRequest with a clear message.
+
+Pure parsing of bytes and decoded JSON; the blueprints call these and pass the results to the service.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+
+from app.clock import parse_since
+from app.errors import BadRequest
+
+# sklearn's trees compare float32 inputs: anything beyond float32's range would become infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_USER_ID_LENGTH = 256
+MAX_WEIGHT = 1_000_000
+MAX_PREDICTION_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A validated /predict body."""
+
+    X: npt.NDArray[np.float64]
+    batch: bool
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """A validated /feedback body: (prediction_id, class index) pairs; ``bulk`` for {"feedback": [...]}."""
+
+    items: list[tuple[str, int]]
+    bulk: bool
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise BadRequest(f"{name} is not a valid number in JSON")
+
+
+# Built once: json.loads(..., parse_constant=...) would build a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity literals, no absurd nesting, UTF-8 only."""
+    if not body:
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        return _DECODER.decode(body.decode("utf-8"))
+    except BadRequest:
+        raise
+    except RecursionError:
+        raise BadRequest("JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid JSON: it is not UTF-8") from None
+    except ValueError as exc:
+        # JSONDecodeError, and integers with more digits than Python converts.
+        raise BadRequest(f"body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+
+
+def require_object(payload: Any) -> dict[str, Any]:
+    """The body must be a JSON object."""
+    if not isinstance(payload, dict):
+        raise BadRequest(f"body must be a JSON object, got {_kind(payload)}")
+    return payload
+
+
+def parse_predict(payload: Any, feature_names: list[str], max_batch: int, header_user: str | None = None) -> PredictRequest:
+    """Validate a {"features": ...} or {"instances": [...]} body."""
+    body = require_object(payload)
+    unknown = set(body) - {"features", "instances", "user_id"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(map(repr, unknown)))}; expected 'features' or 'instances'")
+    if ("features" in body) == ("instances" in body):
+        raise BadRequest("send exactly one of 'features' (one row) or 'instances' (a batch)")
+    user_id = parse_user_id(body["user_id"]) if "user_id" in body else parse_user_id(header_user, "X-User-ID header")
+    if "features" in body:
+        row = parse_row(body["features"], feature_names, "features")
+        return PredictRequest(np.array([row], dtype=np.float64), batch=False, user_id=user_id)
+    instances = body["instances"]
+    if not isinstance(instances, list):
+        raise BadRequest(f"'instances' must be a list of rows, got {_kind(instances)}")
+    if not instances:
+        raise BadRequest("'instances' is empty; send at least one row")
+    if len(instances) > max_batch:
+        raise BadRequest(f"'instances' has {len(instances)} rows; the limit is {max_batch}")
+    rows = [parse_row(row, feature_names, f"instances[{i}]") for i, row in enumerate(instances)]
+    return PredictRequest(np.array(rows, dtype=np.float64), batch=True, user_id=user_id)
+
+
+def parse_row(row: Any, feature_names: list[str], where: str) -> list[float]:
+    """One row as a list of numbers in model order, or an object keyed by feature name."""
+    n = len(feature_names)
+    if isinstance(row, list):
+        if len(row) != n:
+            raise BadRequest(f"{where} has {len(row)} values; expected {n} ({', '.join(feature_names)})")
+        return [parse_number(v, f"{where}[{i}]") for i, v in enumerate(row)]
+    if isinstance(row, dict):
+        missing = [name for name in feature_names if name not in row]
+        unknown = [key for key in row if key not in feature_names]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing feature(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown feature(s) {', '.join(map(repr, unknown[:10]))}")
+            raise BadRequest(f"{where}: {'; '.join(parts)}; expected {', '.join(feature_names)}")
+        return [parse_number(row[name], f"{where}.{name}") for name in feature_names]
+    raise BadRequest(f"{where} must be a list of {n} numbers or an object keyed by feature name, got {_kind(row)}")
+
+
+def parse_number(value: Any, where: str) -> float:
+    """A finite JSON number within float32 range; strings, booleans and null are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{where} must be a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BadRequest(f"{where} is too large") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{where} must be finite")
+    if abs(number) > FLOAT32_MAX:
+        raise BadRequest(f"{where} is too large (limit ±{FLOAT32_MAX:.3g})")
+    return number
+
+
+def parse_user_id(value: Any, where: str = "user_id") -> str | None:
+    """An optional user id for sticky assignment: a non-empty string or an integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest(f"{where} must be a string or an integer, got {_kind(value)}")
+    text = str(value)
+    if not text or len(text) > MAX_USER_ID_LENGTH:
+        raise BadRequest(f"{where} must have 1 to {MAX_USER_ID_LENGTH} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        raise BadRequest(f"{where} is not valid Unicode") from None
+    return text
+
+
+def parse_label(value: Any, class_names: list[str], where: str = "label") -> int:
+    """A class index or a class name → class index."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest(f"{where} must be a class index or a class name, got {_kind(value)}")
+    if isinstance(value, int):
+        if not 0 <= value < len(class_names):
+            raise BadRequest(f"{where} {value} is out of range; classes are 0..{len(class_names) - 1}")
+        return value
+    if isinstance(value, str):
+        lowered = {name.lower(): i for i, name in enumerate(class_names)}
+        if value.lower() in lowered:
+            return lowered[value.lower()]
+        raise BadRequest(f"{where} {value[:64]!r} is not a class; classes: {', '.join(class_names)}")
+    raise BadRequest(f"{where} must be a class index or a class name, got {_kind(value)}")
+
+
+def parse_feedback(payload: Any, class_names: list[str], max_items: int) -> FeedbackRequest:
+    """One {"prediction_id", "label"} or a bulk {"feedback": [...]} body."""
+    body = require_object(payload)
+    if "feedback" not in body:
+        return FeedbackRequest([_feedback_item(body, class_names, "body")], bulk=False)
+    items = body["feedback"]
+    if set(body) != {"feedback"} or not isinstance(items, list) or not items:
+        raise BadRequest('send {"feedback": [{"prediction_id": "...", "label": 2}, ...]}')
+    if len(items) > max_items:
+        raise BadRequest(f"'feedback' has {len(items)} items; the limit is {max_items}")
+    return FeedbackRequest(
+        [_feedback_item(item, class_names, f"feedback[{i}]") for i, item in enumerate(items)], bulk=True
+    )
+
+
+def _feedback_item(item: Any, class_names: list[str], where: str) -> tuple[str, int]:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where} must be an object with prediction_id and label")
+    unknown = set(item) - {"prediction_id", "label"}
+    if unknown:
+        raise BadRequest(f"{where}: unknown field(s) {', '.join(sorted(map(repr, unknown)))}")
+    pid = item.get("prediction_id")
+    if not isinstance(pid, str) or not 0 < len(pid) <= MAX_PREDICTION_ID_LENGTH:
+        raise BadRequest(f"{where}: prediction_id must be the id string returned by /predict")
+    if "label" not in item:
+        raise BadRequest(f"{where}: label is missing")
+    return pid, parse_label(item["label"], class_names, f"{where}: label")
+
+
+def parse_weights_update(payload: Any) -> dict[str, int]:
+    """A PUT /config body {"weights": {"v1": 90, "v2": 10}}: version names to weights in 0..1000000."""
+    body = require_object(payload)
+    if set(body) != {"weights"}:
+        raise BadRequest('send {"weights": {"v1": 90, "v2": 10}}')
+    raw = body["weights"]
+    if not isinstance(raw, dict) or not raw:
+        raise BadRequest('"weights" must be a non-empty object like {"v1": 90, "v2": 10}')
+    for version, weight in raw.items():
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise BadRequest(f"weight of {version} must be a non-negative integer, got {weight!r}")
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise BadRequest(f"weight of {version} must be between 0 and {MAX_WEIGHT}, got {weight}")
+    return dict(raw)
+
+
+def parse_since_arg(raw: str | None) -> float | None:
+    """The optional ``?since=`` of a report, as unix seconds."""
+    if not raw:
+        return None
+    try:
+        return parse_since(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _kind(value: Any) -> str:
+    """A JSON-ish name for a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,78 @@
+"""The A/B report of a period: the store's counts per version, judged by ``app.stats.experiment``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.clock import iso, utc_now
+from app.serving.router import traffic_shares
+from app.stats import experiment
+from app.store import Experiment, Store, VariantCounts
+
+
+def ab_report(
+    store: Store, current: Experiment, *, since: float | None = None, shares: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Gather the store's counts for a period and build the A/B report.
+
+    Without ``since`` the period is the current experiment; its expected shares are ``shares`` (the
+    router's, which knows which versions can serve) or those of the configured weights. With ``since``
+    every experiment period overlapping it contributes its own shares, in proportion to its traffic.
+    """
+    if since is None:
+        counts = store.variant_counts(experiment_id=current.id)
+        latencies = store.latencies(experiment_id=current.id)
+        expected = dict(shares) if shares is not None else traffic_shares(current.weights)
+    else:
+        counts = store.variant_counts(since=since)
+        latencies = store.latencies(since=since)
+        expected = _mixed_shares(counts, {e.id: e for e in store.experiments()}, current)
+    totals: dict[str, list[int]] = {}
+    for c in counts:
+        entry = totals.setdefault(c.version, [0, 0, 0])
+        entry[0] += c.requests
+        entry[1] += c.labeled
+        entry[2] += c.correct
+    versions = list(dict.fromkeys([*current.weights, *totals]))
+    variants = [
+        experiment.VariantData(
+            version=v,
+            weight=int(current.weights.get(v, 0)),
+            expected_share=expected.get(v, 0.0),
+            requests=totals.get(v, [0, 0, 0])[0],
+            labeled=totals.get(v, [0, 0, 0])[1],
+            correct=totals.get(v, [0, 0, 0])[2],
+            latencies_ms=latencies.get(v, []),
+        )
+        for v in versions
+    ]
+    report = experiment.build_report(variants, baseline=versions[0] if versions else None)
+    period = {
+        "id": current.id,
+        "started_at": iso(current.started_at),
+        "weights": dict(current.weights),
+        "source": current.source,
+    }
+    return {
+        "experiment": period,
+        "since": iso(since) if since is not None else iso(current.started_at),
+        "generated_at": utc_now(),
+        **report,
+    }
+
+
+def _mixed_shares(
+    counts: Sequence[VariantCounts], experiments: Mapping[int, Experiment], current: Experiment
+) -> dict[str, float]:
+    """Expected shares over several periods: each period's configured shares, weighted by its traffic."""
+    expected: dict[str, float] = {}
+    per_period: dict[int | None, int] = {}
+    for c in counts:
+        per_period[c.experiment_id] = per_period.get(c.experiment_id, 0) + c.requests
+    for exp_id, n in per_period.items():
+        period = experiments.get(exp_id, current) if exp_id is not None else current
+        for v, share in traffic_shares(period.weights).items():
+            expected[v] = expected.get(v, 0.0) + n * share
+    grand = sum(expected.values()) or 1.0
+    return {v: x / grand for v, x in expected.items()}

@@ -1,0 +1,119 @@
+"""Batched, off-request-path writes of the prediction log.
+
+Requests append records to an in-memory buffer and return: no lock, no thread wake-up, so the
+request thread never hands the GIL to the writer. One thread per worker wakes every
+``flush_seconds`` (or when asked to flush) and writes everything buffered in one transaction.
+A crash loses at most what is buffered (the last flush interval); a clean shutdown drains the
+buffer first. When the store fails, rows are dropped and counted, never raised to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from app.store import PredictionRecord, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_TRIM_EVERY_ROWS = 1000
+
+
+class PredictionLog:
+    """A bounded buffer of prediction records and the thread that flushes it to the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        flush_seconds: float = 0.2,
+        max_queue: int = 50_000,
+        retention_rows: int = 1_000_000,
+        on_lost: Callable[[str, int], None] = lambda reason, n: None,
+    ) -> None:
+        self._store = store
+        self._flush_seconds = flush_seconds
+        self._max_rows = max_queue
+        self._retention = retention_rows
+        self._on_lost = on_lost
+        self._pending: deque[PredictionRecord] = deque()
+        self._waiters: list[threading.Event] = []
+        self._waiters_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._since_trim = 0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+
+    def start(self) -> None:
+        """Start the writer thread (the service does, once the worker is ready to serve)."""
+        self._thread.start()
+
+    def record(self, records: Sequence[PredictionRecord]) -> None:
+        """Buffer records for writing; never blocks the request."""
+        if self._stopping.is_set():
+            self._on_lost("shutdown", len(records))  # a request that outlived the graceful timeout
+            return
+        if len(self._pending) + len(records) > self._max_rows:
+            self._on_lost("queue_full", len(records))
+            return
+        self._pending.extend(records)  # deque.extend is atomic under the GIL
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write everything buffered so far; True once it is in the store (or was counted lost)."""
+        if not self._thread.is_alive():
+            return not self._pending
+        done = threading.Event()
+        with self._waiters_lock:
+            self._waiters.append(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Drain the buffer and stop the writer thread."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.ident is None:  # never started: write what was buffered here
+            self._drain()
+            return
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._drain()  # anything a request added while the writer was finishing
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            with self._waiters_lock:
+                # Waiters registered now asked after their records were buffered: drain, then answer.
+                waiters, self._waiters = self._waiters, []
+            self._drain()
+            for waiter in waiters:
+                waiter.set()
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[PredictionRecord]) -> None:
+        try:
+            self._store.write_predictions(batch)
+        except StoreUnavailable as exc:
+            log.error("prediction log: %d rows not written: %s", len(batch), exc)
+            self._on_lost("store_unavailable", len(batch))
+            return
+        self._since_trim += len(batch)
+        if self._since_trim >= _TRIM_EVERY_ROWS:
+            self._since_trim = 0
+            try:
+                self._store.trim(self._retention)
+            except StoreUnavailable as exc:
+                log.error("prediction log: retention trim failed: %s", exc)

@@ -1,0 +1,184 @@
+"""The model registry: the verified model set a worker serves, and hot reload.
+
+Files are read through ``app.artifacts``, which checks every pickle's sha256 against the manifest
+*before* unpickling it: a file that does not match is never loaded. A ``ModelSet`` is immutable; a reload builds a new one and the
+service swaps the reference, so requests in flight finish on the set they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+
+from app.artifacts import MANIFEST_NAME, load_verified, read_manifest, sha256_file
+from app.errors import IntegrityError
+from app.serving.predictor import Predictor, SklearnPredictor, build_predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """One servable model version."""
+
+    version: str
+    meta: dict
+    estimator: Any
+    predictor: Predictor
+
+    @property
+    def sha256(self) -> str:
+        """The verified sha256 of the pickle this version was loaded from."""
+        return self.meta["sha256"]
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Everything loaded from one models directory at one moment."""
+
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    backend: str = "fast"
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input feature names, in model order."""
+        return list(self.manifest.get("feature_names", []))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, indexed by predicted class."""
+        return list(self.manifest.get("class_names", []))
+
+    @property
+    def status(self) -> str:
+        """'healthy', 'degraded' (something failed but a model serves) or 'unhealthy' (nothing serves)."""
+        if not self.versions:
+            return "unhealthy"
+        return "degraded" if self.failed else "healthy"
+
+
+def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet | None = None) -> ModelSet:
+    """Load and verify every version in ``models_dir``.
+
+    With ``previous``, unchanged versions are reused as they are and a version whose new files
+    fail to load keeps serving its previous model (reported in ``failed``). If training swaps a
+    new set in while this runs (the manifest changed), the load starts again.
+    """
+    models_dir = Path(models_dir)
+    for _ in range(_LOAD_ATTEMPTS):
+        before = _manifest_bytes(models_dir)
+        model_set = _load_once(models_dir, backend, previous)
+        if _manifest_bytes(models_dir) == before:
+            return model_set
+        log.warning("model set in %s changed while loading; loading again", models_dir)
+    return model_set
+
+
+_LOAD_ATTEMPTS = 3
+
+
+def _manifest_bytes(models_dir: Path) -> bytes | None:
+    try:
+        return (models_dir / MANIFEST_NAME).read_bytes()
+    except OSError:
+        return None
+
+
+def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> ModelSet:
+    try:
+        manifest = read_manifest(models_dir)
+    except FileNotFoundError:
+        return _keep_previous(previous, f"{MANIFEST_NAME} not found in {models_dir}: run python app/train_model.py")
+    except (ValueError, KeyError, TypeError) as exc:
+        return _keep_previous(previous, f"{MANIFEST_NAME} is invalid: {exc}")
+
+    compatible = previous is not None and (
+        previous.feature_names == manifest["feature_names"] and previous.class_names == manifest["class_names"]
+    )
+    versions: dict[str, LoadedVersion] = {}
+    failed: dict[str, str] = {}
+    for version, meta in manifest["versions"].items():
+        old = previous.versions.get(version) if compatible else None
+        try:
+            path = models_dir / meta["file"]
+            unchanged = old is not None and old.sha256 == meta["sha256"] and old.predictor.backend == backend
+            if unchanged and path.is_file() and sha256_file(path) == meta["sha256"]:
+                # The verified bytes are the ones already in memory: no need to unpickle again.
+                versions[version] = LoadedVersion(version, meta, old.estimator, old.predictor)
+                continue
+            estimator = load_verified(path, meta["sha256"])
+            _check_estimator(estimator, manifest)
+            if meta.get("sklearn_version") not in (None, sklearn.__version__):
+                log.warning("model %s was trained with scikit-learn %s, serving with %s",
+                            version, meta["sklearn_version"], sklearn.__version__)
+            versions[version] = LoadedVersion(version, meta, estimator, _checked_predictor(version, estimator, backend))
+        except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
+            reason = str(exc) if isinstance(exc, IntegrityError) else f"cannot load {meta.get('file')}: {exc}"
+            failed[version] = reason
+            if old is not None:
+                versions[version] = old
+                log.error("model %s refused (%s); keeping the previously loaded model", version, reason)
+            else:
+                log.error("model %s refused and not served: %s", version, reason)
+
+    reference = previous.reference if compatible and previous else None
+    try:
+        stats_meta = manifest["training_stats"]
+        stats = load_verified(models_dir / stats_meta["file"], stats_meta["sha256"])
+        reference = np.asarray(stats["reference"], dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - drift is unavailable, predictions still serve
+        failed["training_stats"] = str(exc)
+        log.error("training statistics refused: %s", exc)
+
+    return ModelSet(versions=versions, failed=failed, manifest=manifest, reference=reference, backend=backend)
+
+
+def _checked_predictor(version: str, estimator: Any, backend: str) -> Predictor:
+    """The backend's predictor, after checking it agrees with sklearn; sklearn's own if it does not."""
+    predictor = build_predictor(estimator, backend)
+    if backend == "sklearn":
+        return predictor
+    rng = np.random.default_rng(0)
+    width = int(estimator.n_features_in_)
+    probes = rng.normal(size=(64, width)) * rng.choice([0.1, 1.0, 10.0, 100.0], size=(64, 1))
+    expected = estimator.predict_proba(probes)
+    for rows in (probes[:1], probes[:4], probes):  # both the compiled and the array path
+        got = predictor.predict_proba(rows)
+        if got.shape != expected[: len(rows)].shape or not np.allclose(got, expected[: len(rows)], rtol=0, atol=1e-9):
+            log.error("model %s: the %s backend disagrees with scikit-learn; serving it with sklearn", version, backend)
+            return SklearnPredictor(estimator)
+    return predictor
+
+
+def _keep_previous(previous: ModelSet | None, reason: str) -> ModelSet:
+    """A whole-set failure: keep what served before, or serve nothing."""
+    log.error("model set not loaded: %s", reason)
+    if previous is None or not previous.versions:
+        return ModelSet(failed={"manifest": reason})
+    return ModelSet(
+        versions=previous.versions,
+        failed={**previous.failed, "manifest": reason},
+        manifest=previous.manifest,
+        reference=previous.reference,
+        backend=previous.backend,
+    )
+
+
+def _check_estimator(estimator: Any, manifest: dict) -> None:
+    """The unpickled object must be a forest classifier that fits the manifest's features and classes."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    if not isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) or not hasattr(estimator, "estimators_"):
+        raise TypeError(f"{type(estimator).__name__} is not a fitted forest classifier")
+    if int(estimator.n_features_in_) != len(manifest["feature_names"]):
+        raise ValueError(f"expects {estimator.n_features_in_} features, manifest lists {len(manifest['feature_names'])}")
+    if list(estimator.classes_) != list(range(len(manifest["class_names"]))):
+        raise ValueError("classes do not match the manifest's class names")

@@ -1,0 +1,214 @@
+"""Synthetic serving traffic for drift simulations.
+
+Windows are drawn independently of the training rows: a Gaussian per class
+(mean vector and full covariance of that class's training rows, class
+frequencies from the training rows) is fitted and sampled. Drift is a shift
+added to every sampled row, measured in reference standard deviations (the
+sample SD of each training column). Optionally the rows are rounded to
+0.1 cm, as the UI sliders send them. Values are not clipped, so about 0.4 % of
+petal widths (setosa) come out at or below 0.
+
+Scenarios for ``monitoring.py --simulate`` (see ``SCENARIOS``):
+
+- ``no_drift``: an unshifted window.
+- ``moderate``: petal length (feature 2) shifted by +0.5 SD.
+- ``severe``: every feature shifted by +1.5 SD.
+
+``simulate_scenario`` draws one window of 100 rows rounded to 0.1 cm. With
+``labels`` it fits the class Gaussians; without, it fits a full-covariance
+Gaussian mixture to the reference (1-4 components, chosen by BIC; two for
+the Iris training rows), which keeps multi-modal features multi-modal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import train_test_split
+
+from app.stats.drift import detect_drift
+
+ROUND_TO = 0.1
+DEFAULT_WINDOW = 100
+MAX_MIXTURE_COMPONENTS = 4
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianClassModel:
+    """A mixture with one multivariate Gaussian per class."""
+
+    means: np.ndarray
+    covariances: np.ndarray
+    weights: np.ndarray
+    _factors: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Precompute a square root of every covariance for sampling."""
+        factors = np.stack([_covariance_root(cov) for cov in self.covariances])
+        object.__setattr__(self, "_factors", factors)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray) -> "GaussianClassModel":
+        """Fit per-class mean, full covariance and class frequency."""
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y)
+        classes, counts = np.unique(y, return_counts=True)
+        if np.any(counts < 2):
+            raise ValueError("every class needs at least 2 rows to estimate a covariance")
+        means = np.stack([X[y == c].mean(axis=0) for c in classes])
+        covariances = np.stack([np.atleast_2d(np.cov(X[y == c], rowvar=False)) for c in classes])
+        return cls(means=means, covariances=covariances, weights=counts / counts.sum())
+
+    def sample(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        shift: np.ndarray | None = None,
+        round_to: float | None = None,
+    ) -> np.ndarray:
+        """Draw ``n`` rows, optionally shifted and rounded to a grid."""
+        labels = rng.choice(self.weights.size, size=n, p=self.weights)
+        noise = rng.standard_normal((n, self.means.shape[1]))
+        rows = self.means[labels] + np.einsum("nij,nj->ni", self._factors[labels], noise)
+        if shift is not None:
+            rows = rows + np.asarray(shift, dtype=float)
+        return rows if round_to is None else round_to_grid(rows, round_to)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A drift scenario: which feature moves (None = all) and by how many reference SDs."""
+
+    feature: int | None
+    shift_sd: float
+    description: str
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "no_drift": Scenario(None, 0.0, "unshifted window from the fitted class Gaussians"),
+    "moderate": Scenario(2, 0.5, "petal length shifted by +0.5 reference SD"),
+    "severe": Scenario(None, 1.5, "every feature shifted by +1.5 reference SD"),
+}
+
+
+def iris_reference() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The 120 Iris training rows, their labels and the feature names (80/20 stratified split, seed 42)."""
+    iris = load_iris()
+    X_train, _, y_train, _ = train_test_split(
+        iris.data, iris.target, test_size=0.2, random_state=42, stratify=iris.target
+    )
+    return X_train, y_train, list(iris.feature_names)
+
+
+def round_to_grid(values: np.ndarray, step: float) -> np.ndarray:
+    """Round to multiples of ``step`` giving the same doubles as parsing e.g. "5.1"."""
+    if step <= 0:
+        raise ValueError("step must be > 0")
+    inverse = round(1.0 / step)
+    # x * 10 rounded then / 10 lands on the double nearest to k/10 (what a
+    # slider value parses to); round(x / 0.1) * 0.1 would give 5.1000000000000005.
+    if inverse > 0 and math.isclose(inverse * step, 1.0):
+        return np.round(values * inverse) / inverse
+    return np.round(values / step) * step
+
+
+def shift_vector(reference: np.ndarray, feature: int | None, shift_sd: float) -> np.ndarray:
+    """Shift of ``shift_sd`` reference SDs on one feature, or on all when ``feature`` is None."""
+    sd = np.asarray(reference, dtype=float).std(axis=0, ddof=1)
+    if feature is None:
+        return shift_sd * sd
+    shift = np.zeros_like(sd)
+    shift[feature] = shift_sd * sd[feature]
+    return shift
+
+
+def iter_windows(
+    reference: np.ndarray,
+    source: GaussianClassModel,
+    *,
+    feature: int | None,
+    shift_sd: float,
+    windows: int,
+    window: int = DEFAULT_WINDOW,
+    rng: np.random.Generator,
+    rounded_fraction: float = 0.5,
+) -> Iterator[np.ndarray]:
+    """Yield ``windows`` shifted windows; the first ``rounded_fraction`` of them rounded to 0.1."""
+    shift = shift_vector(reference, feature, shift_sd)
+    n_rounded = round(windows * rounded_fraction)
+    for i in range(windows):
+        yield source.sample(window, rng, shift=shift, round_to=ROUND_TO if i < n_rounded else None)
+
+
+def detection_rate(
+    reference: np.ndarray,
+    source: GaussianClassModel,
+    *,
+    feature: int | None,
+    shift_sd: float,
+    windows: int,
+    window: int = DEFAULT_WINDOW,
+    rng: np.random.Generator,
+    threshold: float,
+    rounded_fraction: float = 0.5,
+) -> float:
+    """Fraction of simulated windows that ``detect_drift`` flags."""
+    if windows < 1:
+        raise ValueError("windows must be >= 1")
+    names = [f"x{j}" for j in range(np.shape(reference)[1])]
+    flagged = sum(
+        detect_drift(reference, current, names, threshold=threshold)["drift_detected"]
+        for current in iter_windows(
+            reference, source, feature=feature, shift_sd=shift_sd, windows=windows,
+            window=window, rng=rng, rounded_fraction=rounded_fraction,
+        )
+    )
+    return flagged / windows
+
+
+def simulate_scenario(
+    name: str,
+    reference: np.ndarray,
+    feature_names: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    threshold: float,
+    labels: np.ndarray | None = None,
+) -> dict:
+    """Run ``detect_drift`` on one rounded window of the named scenario."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; choose from {sorted(SCENARIOS)}")
+    scenario = SCENARIOS[name]
+    reference = np.asarray(reference, dtype=float)
+    source = GaussianClassModel.fit(reference, labels) if labels is not None else mixture_model(reference)
+    shift = shift_vector(reference, scenario.feature, scenario.shift_sd)
+    current = source.sample(DEFAULT_WINDOW, rng, shift=shift, round_to=ROUND_TO)
+    return detect_drift(reference, current, feature_names, threshold=threshold)
+
+
+def mixture_model(reference: np.ndarray) -> GaussianClassModel:
+    """Class Gaussians for unlabelled rows: a full-covariance mixture, components chosen by BIC."""
+    reference = np.asarray(reference, dtype=float)
+    # Without labels a single Gaussian would flatten multi-modal features
+    # (Iris petals), and that shape change alone would read as drift. At
+    # least ~10 rows per component keeps the covariances estimable.
+    fits = [
+        GaussianMixture(k, covariance_type="full", random_state=0).fit(reference)
+        for k in range(1, max(1, min(MAX_MIXTURE_COMPONENTS, reference.shape[0] // 10)) + 1)
+    ]
+    best = min(fits, key=lambda gm: gm.bic(reference))
+    return GaussianClassModel(means=best.means_, covariances=best.covariances_, weights=best.weights_)
+
+
+def _covariance_root(covariance: np.ndarray) -> np.ndarray:
+    """A matrix L with L @ L.T == covariance, also for singular covariances."""
+    # eigh instead of Cholesky: a class with a constant feature has a
+    # singular covariance, which Cholesky rejects.
+    values, vectors = np.linalg.eigh(covariance)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))

@@ -1,0 +1,28 @@
+"""Helpers of the API tests: OpenAPI schema checks and reading this process's counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from prometheus_client import REGISTRY
+
+from app.api.openapi import openapi_document
+
+
+def check_schema(response: Any, path: str, method: str = "get") -> None:
+    """Validate a response body against the OpenAPI document's schema for its path, method and status."""
+    doc = openapi_document()
+    responses = doc["paths"][path][method]["responses"]
+    schema = responses[str(response.status_code)]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(response.get_json())
+
+
+def counter(name: str, **labels: str) -> float:
+    """A sample of this process's default registry (the in-process app counts there), 0 when absent."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def served() -> float:
+    """Requests served by any version so far."""
+    return sum(counter("model_version_requests_total", version=v) for v in ("v1", "v2"))

@@ -1,0 +1,30 @@
+"""The index, the OpenAPI document, and the JSON answers for unknown routes and methods."""
+
+from __future__ import annotations
+
+
+def test_openapi_lists_every_route_and_method(client, app):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    methods: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            methods.setdefault(str(rule), set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
+    assert set(methods) == set(doc["paths"])
+    for path, allowed in methods.items():
+        assert set(doc["paths"][path]) == allowed, path
+
+
+def test_index_lists_the_endpoints(client):
+    body = client.get("/").get_json()
+    assert {"/predict", "/health", "/config", "/metrics", "/ab/report"} <= set(body["endpoints"])
+    assert body["docs"] == "/openapi.json"
+
+
+def test_unknown_route_and_wrong_method_are_json(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.is_json and "no such endpoint: GET /nope" in r.get_json()["error"]
+    r = client.get("/predict")
+    assert r.status_code == 405 and "not allowed on /predict" in r.get_json()["error"]
+    r = client.delete("/config")
+    assert r.status_code == 405 and r.is_json

@@ -1,0 +1,86 @@
+"""/health, /drift and /metrics through the test client."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_iris
+
+from app.api import service_of
+from tests.api.helpers import check_schema
+from tests.helpers import SETOSA
+
+
+def gauges(client) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+
+
+def test_health_shape(client):
+    r = client.get("/health")
+    assert r.status_code == 200 and r.get_json()["status"] == "healthy" and r.get_json()["models_loaded"]
+    assert set(r.get_json()["models"]) == {"v1", "v2"}
+    assert r.get_json()["models"]["v2"]["n_estimators"] == 100
+    check_schema(r, "/health")
+
+
+def test_no_models_means_503(make_app, tmp_path):
+    c = make_app(models_dir=tmp_path / "empty").test_client()
+    r = c.get("/health")
+    assert r.status_code == 503 and r.get_json()["models_loaded"] is False
+    check_schema(r, "/health")
+
+
+def test_health_is_503_when_nothing_loaded_can_be_routed(make_app, settings):
+    with open(settings.models_dir / "model_v1.pkl", "ab") as handle:
+        handle.write(b"tampered")
+    r = make_app(env_weights={"v1": 100, "v2": 0}).test_client().get("/health")
+    assert r.status_code == 503 and r.get_json()["status"] == "unhealthy"
+    assert "weight above 0" in r.get_json()["errors"]["router"]
+    check_schema(r, "/health")
+
+
+def test_metrics_exposes_the_seed_names(client):
+    client.post("/predict", json={"features": SETOSA})
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "prediction_requests_total",
+        "model_version_requests_total",
+        "prediction_latency_seconds_bucket",
+        "model_drift_score",
+        "model_drift_detected",
+        "predictions_total",
+        "model_info",
+        "model_traffic_weight",
+    ):
+        assert name in text, name
+    assert 'le="0.0001"' in text and 'le="0.00025"' in text
+
+
+def test_drift_shape(client):
+    r = client.get("/drift")
+    assert r.status_code == 200 and r.get_json()["status"] == "INSUFFICIENT_DATA"
+    check_schema(r, "/drift")
+
+
+def iris_rows(shift: float) -> list[list[float]]:
+    """100 Iris rows, petal length moved by ``shift`` cm."""
+    rows = np.asarray(load_iris().data[::3][:50].tolist() * 2)
+    rows[:, 2] += shift
+    return np.round(rows, 1).tolist()
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.9])
+@pytest.mark.parametrize("shift, drifted", [(0.0, False), (2.0, True)])
+def test_drift_gauge_is_the_api_decision_at_any_threshold(make_app, threshold, shift, drifted):
+    app = make_app(drift_threshold=threshold)
+    c = app.test_client()
+    assert c.post("/predict", json={"instances": iris_rows(shift)}).status_code == 200
+    service_of(app).prediction_log.flush()
+    drift = c.get("/drift").get_json()
+    assert drift["threshold"] == threshold and drift["samples"] == 100
+    assert drift["drift_detected"] is drifted and (drift["drift_score"] >= threshold) is drifted
+    values = gauges(c)
+    assert values["model_drift_detected"] == float(drifted)
+    assert values["model_drift_score"] == drift["drift_score"]

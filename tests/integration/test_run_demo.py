@@ -1,0 +1,183 @@
+"""./run_demo.sh native mode: a fresh start trains, serves, reports status and stops cleanly;
+stale pid files are not trusted; a start that fails part-way leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.settings import REPO_DIR
+from tests.helpers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("api", "ui", "prometheus")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """run_demo.sh's environment: native mode, free ports, state under tmp_path."""
+    return {
+        **os.environ,
+        "API_PORT": str(free_port()),
+        "UI_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "RUN_MODE": "native",
+        "RUN_DIR": str(tmp_path / "run"),
+        "MODELS_DIR": str(tmp_path / "models"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "API_WORKERS": "2",
+        "BIND_HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+def _run_demo(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["./run_demo.sh", *args], cwd=REPO_DIR, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process whose environment has NAME=VALUE."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if wanted not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone, or not ours to read
+            continue
+        if cmdline:  # zombies have none
+            found.append((int(proc.name), cmdline))
+    return found
+
+
+def test_run_demo_start_status_stop(tmp_path):
+    ports = {"API_PORT": free_port(), "UI_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "RUN_MODE": "native",
+        "RUN_DIR": str(tmp_path / "run"),
+        "MODELS_DIR": str(tmp_path / "models"),  # empty: the script must train
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "API_WORKERS": "2",
+        "BIND_HOST": "127.0.0.1",
+    }
+
+    def script(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["./run_demo.sh", *args], cwd=REPO_DIR, env=env, capture_output=True, text=True,
+                              timeout=300, check=check)
+
+    try:
+        started = script()
+        assert "training" in started.stdout and "Training complete!" in started.stdout
+        for port in ports.values():
+            assert f"http://127.0.0.1:{port}" in started.stdout
+        api = f"http://127.0.0.1:{ports['API_PORT']}"
+        r = requests.post(f"{api}/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=5)
+        assert r.status_code == 200 and r.json()["prediction"] == 0
+        assert requests.get(f"http://127.0.0.1:{ports['UI_PORT']}/_stcore/health", timeout=5).ok
+
+        def scraped() -> set[str]:
+            targets = requests.get(f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/api/v1/targets", timeout=5).json()
+            return {t["scrapeUrl"] for t in targets["data"]["activeTargets"]}
+
+        wait_until(lambda: f"{api}/metrics" in scraped(), timeout=30, message="Prometheus scraping the API")
+        # No lifecycle API: nobody who reaches the port can shut Prometheus down.
+        prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+        assert requests.post(f"{prometheus}/-/quit", timeout=5).status_code == 403
+        assert requests.get(f"{prometheus}/-/ready", timeout=5).ok
+        status = script("status")
+        assert status.stdout.count("healthy at") == 3
+        again = script(check=False)
+        assert again.returncode != 0 and "already running" in again.stderr
+    finally:
+        stopped = script("stop", check=False)
+    assert stopped.returncode == 0
+    status = script("status", check=False)
+    assert status.returncode != 0 and status.stdout.count("stopped") == 3
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{ports['API_PORT']}/health", timeout=2)
+
+
+def test_run_demo_prometheus_has_no_lifecycle_api():
+    """--web.enable-lifecycle would let anyone who reaches the port POST /-/quit."""
+    assert "--web.enable-lifecycle" not in (Path(REPO_DIR) / "run_demo.sh").read_text(encoding="utf-8")
+
+
+def test_run_demo_ignores_a_stale_pid_file_whose_pid_was_reused(tmp_path):
+    """Pid files naming a process that is not our service: status says stopped, stop leaves it alone."""
+    env = _env(tmp_path)
+    run_dir = Path(env["RUN_DIR"])
+    run_dir.mkdir()
+    # An unrelated process in its own session (as our services are), in the repository directory:
+    # only its command line tells it apart. "kill -TERM -- -PID" would kill it.
+    stranger = subprocess.Popen(["sleep", "60"], cwd=REPO_DIR, start_new_session=True)
+    try:
+        for name in SERVICES:
+            (run_dir / f"{name}.pid").write_text(f"{stranger.pid}\n")
+
+        status = _run_demo(env, "status", timeout=60)
+        assert status.returncode != 0, status.stdout
+        assert status.stdout.count("stopped") == 3, status.stdout
+        assert "running" not in status.stdout, status.stdout
+        assert not any((run_dir / f"{name}.pid").exists() for name in SERVICES), "stale pid files are removed"
+
+        for name in SERVICES:  # the same stale files again, for stop
+            (run_dir / f"{name}.pid").write_text(f"{stranger.pid}\n")
+        stopped = _run_demo(env, "stop", timeout=60)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "stopped api" not in stopped.stdout, stopped.stdout
+        assert stranger.poll() is None, "run_demo.sh stop killed a process that is not one of its services"
+        assert not any((run_dir / f"{name}.pid").exists() for name in SERVICES)
+    finally:
+        stranger.kill()
+        stranger.wait(10)
+
+
+def test_run_demo_failed_start_stops_what_it_started(tmp_path, models_dir):
+    """Prometheus dies at start: run_demo.sh fails, naming it, and the API and the UI are stopped too."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "prometheus"
+    fake.write_text("#!/bin/sh\necho 'fake prometheus: refusing to start' >&2\nexit 1\n", encoding="utf-8")
+    fake.chmod(0o755)
+    env = _env(tmp_path, MODELS_DIR=str(models_dir), PATH=f"{fake_bin}:{os.environ['PATH']}")
+    run_dir = Path(env["RUN_DIR"])
+    ports = [int(env["API_PORT"]), int(env["UI_PORT"])]
+
+    def ours() -> list[tuple[int, str]]:
+        return [(pid, cmd) for pid, cmd in _processes_with_env("RUN_DIR", str(run_dir))
+                if "gunicorn" in cmd or "streamlit" in cmd]
+
+    try:
+        result = _run_demo(env)
+        assert result.returncode != 0, result.stdout + result.stderr
+        assert "prometheus" in result.stderr.lower(), result.stderr
+        assert "starting the API" in result.stdout and "api is up" in result.stdout, result.stdout
+        wait_until(lambda: not any(_listening(port) for port in ports), timeout=30,
+                   message="the API and UI ports to be closed")
+        wait_until(lambda: not ours(), timeout=30, message=f"no gunicorn/streamlit left from {run_dir}")
+        assert not (run_dir / "mode").exists(), "the stopped stack leaves no mode file"
+        assert not any((run_dir / f"{name}.pid").exists() for name in SERVICES)
+    finally:
+        _run_demo(env, "stop", timeout=120)
+        for pid, _ in ours():  # last resort, so a failure here leaves nothing behind
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,40 @@
+"""Drift of the live window: the newest DRIFT_WINDOW rows of the store, every worker's."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from app.reports.drift import window_drift
+from app.settings import Settings
+from app.store import PredictionRecord, SQLiteStore
+from app.training.datasets import load_iris_dataset
+
+NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def test_window_is_the_newest_rows_and_settings_apply(tmp_path):
+    reference = load_iris_dataset().X
+    store = SQLiteStore(tmp_path / "d.db")
+    shifted = reference.copy()
+    shifted[:, 2] += 3.0
+    rows = [*reference[:50].tolist(), *shifted[:40].tolist()]  # the newest 40 moved
+    store.write_predictions(
+        [PredictionRecord(f"p{i}", time.time(), 1, "v1", row, 0, [1.0], 1.0) for i, row in enumerate(rows)]
+    )
+    settings = Settings.from_env({}, drift_window=40, drift_min_samples=30, drift_threshold=0.4)
+    result = window_drift(store, reference, NAMES, settings)
+    assert result["samples"] == 40 and result["window_size"] == 40 and result["threshold"] == 0.4
+    assert result["drift_detected"] is True and result["features"]["petal_length"]["drifted"] is True
+    wide = window_drift(store, reference, NAMES, settings.with_overrides(drift_window=1000))
+    assert wide["samples"] == 90
+    store.close()
+
+
+def test_rows_of_another_width_are_left_out(tmp_path):
+    store = SQLiteStore(tmp_path / "w.db")
+    store.write_predictions([PredictionRecord("odd", time.time(), 1, "v1", [1.0, 2.0], 0, [1.0], 1.0)])
+    result = window_drift(store, np.ones((10, 4)), NAMES, Settings.from_env({}))
+    assert result["samples"] == 0 and result["status"] == "INSUFFICIENT_DATA"
+    store.close()

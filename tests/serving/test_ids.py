@@ -1,0 +1,23 @@
+"""Prediction ids: UUIDv7, time-ordered, unguessable, and recognised as recent only by their own clock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from app.serving.ids import is_uuid, new_prediction_ids, recently_issued
+
+
+def test_ids_are_uuid7_time_ordered_and_distinct():
+    first = new_prediction_ids(500, 1_700_000_000.0)
+    later = new_prediction_ids(1, 1_700_000_001.0)[0]
+    assert len(set(first)) == 500 and all(uuid.UUID(i).version == 7 for i in first)
+    assert all(i < later for i in first)
+    assert all(is_uuid(i) for i in first)
+
+
+def test_recently_issued_reads_the_id_clock():
+    assert recently_issued(new_prediction_ids(1, time.time())[0])
+    assert not recently_issued(new_prediction_ids(1, time.time() - 60)[0])
+    assert not recently_issued(str(uuid.uuid4())) and not recently_issued("not-an-id")
+    assert not is_uuid("019AB4C2-5E1D-7C3A-9F2E-4B6D8A1C3E5F")  # not canonical

@@ -1,0 +1,104 @@
+"""The prediction log: batched writes off the request path, drained on close, losses counted, never raised."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+
+from app.serving import metrics
+from app.serving.prediction_log import PredictionLog
+from app.store import PredictionRecord, SQLiteStore
+from tests.helpers import wait_until
+
+
+def record(i: int) -> PredictionRecord:
+    return PredictionRecord(f"id-{i}", time.time(), 1, "v1", [5.1, 3.5, 1.4, 0.2], 0, [1.0, 0.0, 0.0], 0.5)
+
+
+def started(log: PredictionLog) -> PredictionLog:
+    log.start()
+    return log
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "state.db", busy_timeout=0.2)
+    yield s
+    s.close()
+
+
+def lost(reason: str) -> float:
+    return REGISTRY.get_sample_value("prediction_log_errors_total", {"reason": reason}) or 0.0
+
+
+def test_log_flushes_off_the_request_path(store):
+    log = started(PredictionLog(store, flush_seconds=0.05))
+    try:
+        log.record([record(i) for i in range(10)])
+        wait_until(lambda: store.count_predictions() == 10, timeout=1.0, message="flush within 1 s")
+    finally:
+        log.close()
+
+
+def test_close_drains_the_queue(store):
+    log = PredictionLog(store, flush_seconds=60)  # only close() can write these
+    log.record([record(i) for i in range(500)])
+    log.close()
+    assert store.count_predictions() == 500
+
+
+def test_retention_is_bounded(store):
+    log = started(PredictionLog(store, flush_seconds=0.01, retention_rows=300))
+    try:
+        for chunk in range(12):
+            log.record([record(chunk * 100 + i) for i in range(100)])
+            assert log.flush()
+    finally:
+        log.close()
+    # Trimmed to the newest 300 once 1000 rows were written, then 200 more arrived.
+    assert store.count_predictions() == 500
+    assert store.find_prediction("id-700") is not None and store.find_prediction("id-699") is None
+
+
+def test_locked_store_loses_rows_counted_never_raised(store):
+    seen = []
+    log = started(PredictionLog(
+        store, flush_seconds=0.01,
+        on_lost=lambda reason, n: (seen.append((reason, n)), metrics.LOG_ERRORS.labels(reason).inc(n)),
+    ))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    before = lost("store_unavailable")
+    try:
+        log.record([record(i) for i in range(5)])
+        assert log.flush(timeout=5)
+        assert seen == [("store_unavailable", 5)]
+        assert lost("store_unavailable") == before + 5
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    log.record([record(100)])
+    log.flush()
+    assert store.count_predictions() == 1
+    log.close()
+
+
+def test_full_queue_drops_and_counts(store):
+    seen = []
+    log = PredictionLog(store, flush_seconds=60, max_queue=2, on_lost=lambda reason, n: seen.append((reason, n)))
+    for i in range(5):
+        log.record([record(i)])
+    assert seen == [("queue_full", 1)] * 3
+    log.close()  # never started: close writes what the queue held
+    assert store.count_predictions() == 2 and store.find_prediction("id-1") is not None
+
+
+def test_records_after_close_are_counted_lost(store):
+    seen = []
+    log = started(PredictionLog(store, on_lost=lambda reason, n: seen.append((reason, n))))
+    log.close()
+    log.record([record(1), record(2)])
+    assert seen == [("shutdown", 2)] and store.count_predictions() == 0

@@ -1,0 +1,111 @@
+"""The serving core without HTTP: prediction, logging, weights and periods, workers in step, a locked store."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from app.errors import BadRequest
+from app.serving.service import Service
+from app.store import StoreUnavailable
+
+SETOSA = np.array([[5.1, 3.5, 1.4, 0.2]])
+
+
+def lost(reason: str) -> float:
+    return REGISTRY.get_sample_value("prediction_log_errors_total", {"reason": reason}) or 0.0
+
+
+def test_predict_routes_logs_and_answers(service):
+    result = service.predict(SETOSA, "alice", time.perf_counter(), service.state)
+    assert result.classes == [0] and result.class_names == ["setosa"] and result.version in ("v1", "v2")
+    again = service.predict(SETOSA, "alice", time.perf_counter(), service.state)
+    assert again.version == result.version  # sticky
+    assert service.prediction_log.flush()
+    row = service.store.find_prediction(result.prediction_ids[0])
+    assert row is not None and row["model_version"] == result.version and row["features"] == SETOSA[0].tolist()
+    assert row["user_hash"] is not None and row["user_hash"] != "alice"
+    assert row["experiment_id"] == service.experiment.id
+
+
+def test_set_weights_starts_a_period_and_reroutes(service):
+    before = service.experiment.id
+    config = service.set_weights({"v1": 0})
+    assert config["weights"] == {"v1": 0, "v2": 50} and config["experiment"]["id"] == before + 1
+    assert {service.predict(SETOSA, f"u{i}", 0.0, service.state).version for i in range(20)} == {"v2"}
+    with pytest.raises(BadRequest, match="unknown model version"):
+        service.set_weights({"v7": 1})
+    assert service.experiment.id == before + 1
+
+
+def test_sync_adopts_newer_periods_only(service, monkeypatch):
+    older = service.experiment
+    service.set_weights({"v1": 10})
+    newer = service.experiment
+    monkeypatch.setattr(service.store, "latest_experiment", lambda: older)
+    service.sync()
+    assert service.experiment == newer and service.state.router.weights == newer.weights
+
+
+def test_a_second_worker_adopts_a_change_within_a_poll(service, settings):
+    other = Service(settings)
+    other.start()
+    try:
+        service.set_weights({"v1": 90, "v2": 10})
+        deadline = time.monotonic() + 5
+        while other.experiment.weights != {"v1": 90, "v2": 10} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert other.experiment == service.experiment
+    finally:
+        other.stop()
+
+
+def test_predictions_are_served_while_the_store_is_locked(settings):
+    service = Service(settings.with_overrides(store_busy_timeout=0.1))
+    service.start()
+    blocker = sqlite3.connect(service.store.path, isolation_level=None)  # type: ignore[attr-defined]
+    blocker.execute("BEGIN EXCLUSIVE")
+    before = lost("store_unavailable")
+    try:
+        for _ in range(5):
+            assert service.predict(SETOSA, None, 0.0, service.state).classes == [0]
+        assert service.prediction_log.flush(timeout=5)
+        assert lost("store_unavailable") == before + 5
+        with pytest.raises(StoreUnavailable):
+            service.set_weights({"v1": 1})
+        assert service.metrics_snapshot()["weights"] == {"v1": 50, "v2": 50}
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        service.stop()
+
+
+def test_stop_writes_what_is_buffered(settings):
+    service = Service(settings.with_overrides(log_flush_seconds=60))
+    service.start()
+    ids = [service.predict(SETOSA, None, 0.0, service.state).prediction_ids[0] for _ in range(3)]
+    assert service.store.count_predictions() == 0  # still buffered: the writer waits 60 s
+    service.stop()
+    reopened = Service(settings)
+    try:
+        assert all(reopened.store.find_prediction(pid) is not None for pid in ids)
+    finally:
+        reopened.stop()
+
+
+def test_health_says_not_serving_until_a_loaded_version_gets_traffic(settings):
+    with open(settings.models_dir / "model_v1.pkl", "ab") as handle:
+        handle.write(b"tampered")
+    service = Service(settings.with_overrides(env_weights={"v1": 100, "v2": 0}))
+    try:
+        health = service.health()
+        assert health.serving is False and health.body["status"] == "unhealthy"
+        assert "sha256 mismatch" in health.body["errors"]["v1"]
+        service.set_weights({"v2": 1})
+        assert service.health().serving is True and service.health().body["status"] == "degraded"
+    finally:
+        service.stop()
