@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def utc_now() -> str:
     """The current time as ISO-8601 UTC."""
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def iso(ts: float) -> str:
     """A unix time as ISO-8601 UTC."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def parse_since(raw: str) -> float:
     """An ISO-8601 time with a timezone, or unix seconds, as unix seconds; ValueError says what is wrong."""
     try:
-        moment = datetime.fromtimestamp(float(raw), timezone.utc)
+        moment = datetime.fromtimestamp(float(raw), UTC)
     except (ValueError, OverflowError, OSError):
         try:
             moment = datetime.fromisoformat(raw)
@@ -28,7 +28,7 @@ def parse_since(raw: str) -> float:
         raise ValueError("since must include a timezone, e.g. 2026-01-01T00:00:00Z")
     try:
         since = moment.timestamp()
-        datetime.fromtimestamp(since, timezone.utc)  # the report prints it back
+        datetime.fromtimestamp(since, UTC)  # the report prints it back
     except (OverflowError, OSError, ValueError):
         raise ValueError("since is out of range") from None
     return since

@@ -1,7 +1,7 @@
 """The API's entry point, where the seeds put it. The app is built by ``app.api.create_app``.
 
-    gunicorn -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
-    gunicorn -c docker/gunicorn.conf.py app.flask_app:app      # the same, as a module attribute
+gunicorn -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
+gunicorn -c docker/gunicorn.conf.py app.flask_app:app      # the same, as a module attribute
 """
 
 from __future__ import annotations

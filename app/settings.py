@@ -2,7 +2,9 @@
 
 Nothing else in the project reads ``os.environ`` for configuration: the app factory, the CLIs and
 gunicorn's config build a ``Settings`` (defaults, then the environment, then what the caller passes)
-and hand it down. pydantic does the casting and the checks, on every construction path.
+and hand it down. pydantic does the casting and the checks, on every construction path. The one
+exception is PROMETHEUS_MULTIPROC_DIR: prometheus_client's own switch, which the metrics module and
+gunicorn's config only test for.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class Settings(BaseModel):
     """gunicorn access log target ('-' for stdout); unset: no access log."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     """Python logging level for the service."""
+    api_url: str = "http://localhost:5000"
+    """Where the UI finds the API; compose sets http://flask-api:5000."""
+    api_timeout_seconds: PositiveFloat = 3.0
+    """How long the UI waits for one API call."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -31,9 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 LUA_SCRIPT = REPO_DIR / "benchmarks" / "post_predict.lua"
@@ -149,7 +149,9 @@ def train_models(models_dir: Path) -> None:
     """Train the v1/v2 Iris model set into ``models_dir`` with the project's trainer."""
     subprocess.run(
         [sys.executable, "-m", "app.train_model", "--models-dir", str(models_dir)],
-        cwd=REPO_DIR, check=True, stdout=subprocess.DEVNULL,
+        cwd=REPO_DIR,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -193,24 +195,32 @@ def start_server(name: str, app: str, tmp: Path, models_dir: Path, workers: int,
     multiproc = tmp / f"{name}-multiproc"
     shutil.rmtree(multiproc, ignore_errors=True)
     multiproc.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("MODEL_") and k.endswith("_WEIGHT")) and k != "PREDICT_BACKEND"}
-    env.update({
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "API_WORKERS": str(workers),
-        "MODELS_DIR": str(models_dir),
-        "DATABASE_URL": f"sqlite:///{tmp / f'{name}-state.db'}",
-        "LOG_LEVEL": "warning",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("MODEL_") and k.endswith("_WEIGHT")) and k != "PREDICT_BACKEND"
+    }
+    env.update(
+        {
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "API_WORKERS": str(workers),
+            "MODELS_DIR": str(models_dir),
+            "DATABASE_URL": f"sqlite:///{tmp / f'{name}-state.db'}",
+            "LOG_LEVEL": "warning",
+        }
+    )
     if backend:
         env["PREDICT_BACKEND"] = backend
     log_path = tmp / f"{name}.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [venv_tool("gunicorn"), "-c", GUNICORN_CONF, app],
-            cwd=REPO_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=REPO_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = Server(name, port, process, log_path, workers)
     try:
@@ -241,6 +251,7 @@ def _wrk_time_ms(text: str) -> float:
 
 def parse_wrk(output: str, threads: int, connections: int, duration: float, command: str) -> LoadResult:
     """Requests/sec, completed and sent counts, latency percentiles and errors from wrk's output."""
+
     def number(pattern: str, default: float | None = None) -> float:
         match = re.search(pattern, output, re.MULTILINE)
         if match:
@@ -281,7 +292,7 @@ def run_wrk(url: str, threads: int, connections: int, duration: float) -> LoadRe
 def _percentile(sorted_ms: list[float], q: float) -> float:
     if not sorted_ms:
         return float("nan")
-    return sorted_ms[min(len(sorted_ms) - 1, max(0, int(round(q / 100 * len(sorted_ms))) - 1))]
+    return sorted_ms[min(len(sorted_ms) - 1, max(0, round(q / 100 * len(sorted_ms)) - 1))]
 
 
 def run_python(port: int, connections: int, duration: float) -> LoadResult:
@@ -320,10 +331,19 @@ def run_python(port: int, connections: int, duration: float) -> LoadResult:
     elapsed = time.perf_counter() - started
     flat = sorted(x for per in latencies for x in per)
     return LoadResult(
-        tool="python-threads", threads=connections, connections=connections, duration_s=round(elapsed, 2),
-        completed=len(flat), sent=sum(sent), rps=len(flat) / elapsed,
-        p50_ms=_percentile(flat, 50), p75_ms=_percentile(flat, 75), p90_ms=_percentile(flat, 90),
-        p99_ms=_percentile(flat, 99), non_2xx=sum(non_2xx), socket_errors=sum(errors),
+        tool="python-threads",
+        threads=connections,
+        connections=connections,
+        duration_s=round(elapsed, 2),
+        completed=len(flat),
+        sent=sum(sent),
+        rps=len(flat) / elapsed,
+        p50_ms=_percentile(flat, 50),
+        p75_ms=_percentile(flat, 75),
+        p90_ms=_percentile(flat, 90),
+        p99_ms=_percentile(flat, 99),
+        non_2xx=sum(non_2xx),
+        socket_errors=sum(errors),
         command=f"python threads x{connections}, {duration:g}s",
     )
 
@@ -376,7 +396,11 @@ def load_run(server: Server, connections: int, threads: int, duration: float, us
 
 
 def measure(
-    results: dict[str, TargetResult], tmp: Path, models_dir: Path, args: argparse.Namespace, use_wrk: bool,
+    results: dict[str, TargetResult],
+    tmp: Path,
+    models_dir: Path,
+    args: argparse.Namespace,
+    use_wrk: bool,
     log: Callable[[str], None],
 ) -> None:
     """Start every target, warm them up, then alternate throughput and single-connection runs."""
@@ -393,20 +417,24 @@ def measure(
                 target = results[name]
                 is_service = target.app.startswith("app.")
                 before = settled_total(server.port) if is_service else 0.0
-                log(f"round {round_no}/{args.rounds}: {name} throughput, "
-                    f"{args.connections} connections, {args.duration:g}s")
+                log(
+                    f"round {round_no}/{args.rounds}: {name} throughput, "
+                    f"{args.connections} connections, {args.duration:g}s"
+                )
                 run = load_run(server, args.connections, args.threads, args.duration, use_wrk)
                 target.throughput_runs.append(run)
                 if is_service:
                     delta = int(settled_total(server.port) - before)
-                    target.metrics_checks.append({
-                        "round": round_no,
-                        "prediction_requests_total_delta": delta,
-                        "client_sent": run.sent,
-                        "client_completed": run.completed,
-                        "in_flight_at_stop": None if run.sent is None else run.sent - run.completed,
-                        "exact": delta == run.sent,
-                    })
+                    target.metrics_checks.append(
+                        {
+                            "round": round_no,
+                            "prediction_requests_total_delta": delta,
+                            "client_sent": run.sent,
+                            "client_completed": run.completed,
+                            "in_flight_at_stop": None if run.sent is None else run.sent - run.completed,
+                            "exact": delta == run.sent,
+                        }
+                    )
         for round_no in range(1, args.rounds + 1):
             for name, server in servers.items():
                 log(f"round {round_no}/{args.rounds}: {name} single connection, {args.latency_duration:g}s")
@@ -429,28 +457,45 @@ def summarize(results: dict[str, TargetResult]) -> dict:
     single = results["service"].single
     p50 = single.p50_ms if single else None
     return {
-        "service_vs_bare": {"value": vs_bare, "target": f">= {TARGET_THROUGHPUT_VS_BARE:.0%}",
-                            "pass": vs_bare is not None and vs_bare >= TARGET_THROUGHPUT_VS_BARE},
-        "service_vs_sklearn": {"value": vs_sklearn, "target": f">= {TARGET_THROUGHPUT_VS_SKLEARN:g}x",
-                               "pass": vs_sklearn is not None and vs_sklearn >= TARGET_THROUGHPUT_VS_SKLEARN},
-        "service_single_p50_ms": {"value": p50, "target": f"<= {TARGET_SINGLE_P50_MS} ms",
-                                  "pass": p50 is not None and p50 <= TARGET_SINGLE_P50_MS},
+        "service_vs_bare": {
+            "value": vs_bare,
+            "target": f">= {TARGET_THROUGHPUT_VS_BARE:.0%}",
+            "pass": vs_bare is not None and vs_bare >= TARGET_THROUGHPUT_VS_BARE,
+        },
+        "service_vs_sklearn": {
+            "value": vs_sklearn,
+            "target": f">= {TARGET_THROUGHPUT_VS_SKLEARN:g}x",
+            "pass": vs_sklearn is not None and vs_sklearn >= TARGET_THROUGHPUT_VS_SKLEARN,
+        },
+        "service_single_p50_ms": {
+            "value": p50,
+            "target": f"<= {TARGET_SINGLE_P50_MS} ms",
+            "pass": p50 is not None and p50 <= TARGET_SINGLE_P50_MS,
+        },
     }
 
 
 def print_report(results: dict[str, TargetResult], summary: dict, args: argparse.Namespace, tool: str) -> None:
     """The human-readable table."""
-    print(f"POST /predict, {args.workers} gunicorn workers (docker/gunicorn.conf.py), {os.cpu_count()} CPUs, load: {tool}")
+    print(
+        f"POST /predict, {args.workers} gunicorn workers (docker/gunicorn.conf.py), {os.cpu_count()} CPUs, load: {tool}"
+    )
     if tool != "wrk":
-        print("NOTE: figures come from the Python-threads load generator, not wrk (wrk missing or --generator "
-              "python); it is GIL-bound, so throughput is lower and latency higher than with wrk")
+        print(
+            "NOTE: figures come from the Python-threads load generator, not wrk (wrk missing or --generator "
+            "python); it is GIL-bound, so throughput is lower and latency higher than with wrk"
+        )
     clients = f"{args.threads} wrk threads x" if tool == "wrk" else "one client thread per connection,"
-    print(f"throughput: {clients} {args.connections} connections for {args.duration:g}s after "
-          f"{args.warmup:g}s warm-up; single connection: 1 keep-alive connection for {args.latency_duration:g}s; "
-          f"{args.rounds} round(s), median shown")
+    print(
+        f"throughput: {clients} {args.connections} connections for {args.duration:g}s after "
+        f"{args.warmup:g}s warm-up; single connection: 1 keep-alive connection for {args.latency_duration:g}s; "
+        f"{args.rounds} round(s), median shown"
+    )
     print()
-    head = (f"{'target':<34}{'req/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}  |{'1-conn p50':>11}{'p90':>7}{'p99':>7}"
-            f"{'req/s':>7}  | load 1m")
+    head = (
+        f"{'target':<34}{'req/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}  |{'1-conn p50':>11}{'p90':>7}{'p99':>7}"
+        f"{'req/s':>7}  | load 1m"
+    )
     print(head)
     print("-" * len(head))
     for r in results.values():
@@ -458,21 +503,32 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
         if t is None or s is None:
             print(f"{label(r):<34}(not measured)")
             continue
-        print(f"{label(r):<34}{t.rps:>8.0f}{t.p50_ms:>8.2f}{t.p90_ms:>8.2f}{t.p99_ms:>8.2f}  |"
-              f"{s.p50_ms:>11.3f}{s.p90_ms:>7.2f}{s.p99_ms:>7.2f}{s.rps:>7.0f}  | "
-              f"{t.load_1m_before:.2f}->{t.load_1m_after:.2f}")
-    errors = [f"{r.name} {sum(x.non_2xx for x in r.throughput_runs)} non-2xx, "
-              f"{sum(x.socket_errors for x in r.throughput_runs)} socket" for r in results.values()]
+        print(
+            f"{label(r):<34}{t.rps:>8.0f}{t.p50_ms:>8.2f}{t.p90_ms:>8.2f}{t.p99_ms:>8.2f}  |"
+            f"{s.p50_ms:>11.3f}{s.p90_ms:>7.2f}{s.p99_ms:>7.2f}{s.rps:>7.0f}  | "
+            f"{t.load_1m_before:.2f}->{t.load_1m_after:.2f}"
+        )
+    errors = [
+        f"{r.name} {sum(x.non_2xx for x in r.throughput_runs)} non-2xx, "
+        f"{sum(x.socket_errors for x in r.throughput_runs)} socket"
+        for r in results.values()
+    ]
     print("latencies in ms; load 1m = 1-minute load average before->after the throughput run")
     print("errors in throughput runs: " + "; ".join(errors))
     if args.rounds > 1:
         for r in results.values():
-            print(f"  {r.name} req/s per round: " + ", ".join(f"{x.rps:.0f}" for x in r.throughput_runs)
-                  + "; 1-conn p50 ms per round: " + ", ".join(f"{x.p50_ms:.3f}" for x in r.single_runs))
+            print(
+                f"  {r.name} req/s per round: "
+                + ", ".join(f"{x.rps:.0f}" for x in r.throughput_runs)
+                + "; 1-conn p50 ms per round: "
+                + ", ".join(f"{x.p50_ms:.3f}" for x in r.single_runs)
+            )
     print()
-    names = {"service_vs_bare": "service / bare Flask throughput",
-             "service_vs_sklearn": "service / sklearn-path throughput",
-             "service_single_p50_ms": "service single-connection p50"}
+    names = {
+        "service_vs_bare": "service / bare Flask throughput",
+        "service_vs_sklearn": "service / sklearn-path throughput",
+        "service_single_p50_ms": "service single-connection p50",
+    }
     for key, item in summary.items():
         value = item["value"]
         if value is None:
@@ -487,34 +543,47 @@ def print_report(results: dict[str, TargetResult], summary: dict, args: argparse
         print(f"{names[key]:<36}{shown:>10}   target {item['target']:<10} {verdict}")
     print()
     for check in results["service"].metrics_checks:
-        print(f"metrics exactness, service throughput round {check['round']}: prediction_requests_total rose by "
-              f"{check['prediction_requests_total_delta']}; the client sent {check['client_sent']} "
-              f"({check['client_completed']} completed + {check['in_flight_at_stop']} in flight at the stop): "
-              f"{'EXACT' if check['exact'] else 'MISMATCH'}")
+        print(
+            f"metrics exactness, service throughput round {check['round']}: prediction_requests_total rose by "
+            f"{check['prediction_requests_total_delta']}; the client sent {check['client_sent']} "
+            f"({check['client_completed']} completed + {check['in_flight_at_stop']} in flight at the stop): "
+            f"{'EXACT' if check['exact'] else 'MISMATCH'}"
+        )
 
 
 def label(r: TargetResult) -> str:
     """Row label of a target."""
-    return {"service": "service (fast backend)", "sklearn": "service (PREDICT_BACKEND=sklearn)",
-            "bare": "bare Flask (framework floor)"}[r.name]
+    return {
+        "service": "service (fast backend)",
+        "sklearn": "service (PREDICT_BACKEND=sklearn)",
+        "bare": "bare Flask (framework floor)",
+    }[r.name]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each throughput run (default 10)")
-    parser.add_argument("--connections", type=int, default=16,
-                        help="keep-alive connections in the throughput run (default 16)")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="keep-alive connections in the throughput run (default 16)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads in the throughput run (default 2)")
-    parser.add_argument("--latency-duration", type=float, default=5.0,
-                        help="seconds of each single-connection run (default 5)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of warm-up load per server before measuring (default 2)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="alternate the targets this many times and report medians (default 1)")
+    parser.add_argument(
+        "--latency-duration", type=float, default=5.0, help="seconds of each single-connection run (default 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of warm-up load per server before measuring (default 2)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the targets this many times and report medians (default 1)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
-                        help="load generator: wrk, the Python-threads fallback, or auto (wrk when on PATH)")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk, the Python-threads fallback, or auto (wrk when on PATH)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = parser.parse_args(argv)
     if args.connections < args.threads:
@@ -537,8 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     if not use_wrk:
-        log(f"{'wrk not found on PATH' if not have_wrk else '--generator python'}: using the Python-threads "
-            "load generator (GIL-bound: lower throughput and higher latency than wrk)")
+        log(
+            f"{'wrk not found on PATH' if not have_wrk else '--generator python'}: using the Python-threads "
+            "load generator (GIL-bound: lower throughput and higher latency than wrk)"
+        )
     results = {
         "service": TargetResult("service", "app.flask_app:create_app()", "fast"),
         "sklearn": TargetResult("sklearn", "app.flask_app:create_app()", "sklearn"),
@@ -554,20 +625,28 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results)
     end_load = loadavg()
     if args.json:
-        print(json.dumps({
-            "tool": tool,
-            "cpus": os.cpu_count(),
-            "load_average_at_start": start_load,
-            "load_average_at_end": end_load,
-            "options": vars(args),
-            "targets": {
-                k: {**asdict(v), "throughput": asdict(v.throughput) if v.throughput else None,
-                    "single": asdict(v.single) if v.single else None}
-                for k, v in results.items()
-            },
-            "ratios": summary,
-            "metrics_exact": all(c["exact"] for c in results["service"].metrics_checks),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "tool": tool,
+                    "cpus": os.cpu_count(),
+                    "load_average_at_start": start_load,
+                    "load_average_at_end": end_load,
+                    "options": vars(args),
+                    "targets": {
+                        k: {
+                            **asdict(v),
+                            "throughput": asdict(v.throughput) if v.throughput else None,
+                            "single": asdict(v.single) if v.single else None,
+                        }
+                        for k, v in results.items()
+                    },
+                    "ratios": summary,
+                    "metrics_exact": all(c["exact"] for c in results["service"].metrics_checks),
+                },
+                indent=2,
+            )
+        )
     else:
         print_report(results, summary, args, tool)
         print(f"\nload average (1, 5, 15 min): {start_load} at start, {end_load} at end")

@@ -14,10 +14,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import sys
 import timeit
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
@@ -55,12 +53,13 @@ def row(label: str, result: tuple[float, float, int]) -> str:
 def time_per_call(reference: np.ndarray, current: np.ndarray, names: list[str]) -> float:
     """Best-of-7 mean seconds per detect_drift call."""
     calls = 200
-    return min(timeit.repeat(lambda: detect_drift(reference, current, names, threshold=THRESHOLD), number=calls, repeat=7)) / calls
+    return (
+        min(timeit.repeat(lambda: detect_drift(reference, current, names, threshold=THRESHOLD), number=calls, repeat=7))
+        / calls
+    )
 
 
-def false_alarm_section(
-    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
-) -> None:
+def false_alarm_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
     """Unshifted windows: 100 rows, 30 rows, and a freshly drawn reference each time."""
     print(ROW.format("false alarms (no shift)", "windows", "detect_drift", "naive"))
     common = {"feature": None, "shift_sd": 0.0, "windows": n}
@@ -71,9 +70,7 @@ def false_alarm_section(
     print(row("  fresh 120-row reference each", fresh_reference_rates(source, names, n, seed + 2)))
 
 
-def fresh_reference_rates(
-    source: GaussianClassModel, names: list[str], n: int, seed: int
-) -> tuple[float, float, int]:
+def fresh_reference_rates(source: GaussianClassModel, names: list[str], n: int, seed: int) -> tuple[float, float, int]:
     """False alarms when the reference is also a new sample, i.e. unconditional on the Iris rows."""
     rng = np.random.default_rng(seed)
     ours = naive = 0
@@ -85,9 +82,7 @@ def fresh_reference_rates(
     return ours / n, naive / n, n
 
 
-def shift_section(
-    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
-) -> None:
+def shift_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
     """Single-feature shifts of +/-1 and +/-0.5 reference SDs, with the per-shift average."""
     for shift in (1.0, -1.0, 0.5, -0.5):
         print()
@@ -102,15 +97,17 @@ def shift_section(
         print(row("  average over features", average))
 
 
-def scenario_section(
-    X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int
-) -> None:
+def scenario_section(X: np.ndarray, source: GaussianClassModel, names: list[str], n: int, seed: int) -> None:
     """The monitoring.py --simulate scenarios as detection rates."""
     print()
     print(ROW.format("scenarios", "windows", "detect_drift", "naive"))
     for i, (name, scenario) in enumerate(SCENARIOS.items()):
         windows = iter_windows(
-            X, source, feature=scenario.feature, shift_sd=scenario.shift_sd, windows=n,
+            X,
+            source,
+            feature=scenario.feature,
+            shift_sd=scenario.shift_sd,
+            windows=n,
             rng=np.random.default_rng([seed, i]),
         )
         print(row(f"  {name}", rates(X, windows, names)) + f"   {scenario.description}")
@@ -127,10 +124,14 @@ def main() -> None:
     X, y, names = iris_reference()
     source = GaussianClassModel.fit(X, y)
     current = source.sample(100, np.random.default_rng(args.seed), round_to=0.1)
-    print(f"detect_drift: {time_per_call(X, current, names) * 1e3:.2f} ms per call "
-          f"(reference 120x4, window 100x4; best of 7 x 200 calls)")
-    print(f"drift = Holm-adjusted CvM p <= 0.05 (score >= {THRESHOLD}); "
-          f"naive = mean |mean diff| / SD >= {NAIVE_THRESHOLD}\n")
+    print(
+        f"detect_drift: {time_per_call(X, current, names) * 1e3:.2f} ms per call "
+        f"(reference 120x4, window 100x4; best of 7 x 200 calls)"
+    )
+    print(
+        f"drift = Holm-adjusted CvM p <= 0.05 (score >= {THRESHOLD}); "
+        f"naive = mean |mean diff| / SD >= {NAIVE_THRESHOLD}\n"
+    )
     false_alarm_section(X, source, names, args.null_windows, args.seed)
     shift_section(X, source, names, args.windows, args.seed)
     scenario_section(X, source, names, args.windows, args.seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib.util
 import io
 import os
 import pstats
@@ -24,18 +25,33 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
+from types import ModuleType
 
 BODY = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
+
+
+def load_bare_flask() -> ModuleType:
+    """benchmarks/bare_flask.py, by its path: this script runs as a file, not from an installed package."""
+    spec = importlib.util.spec_from_file_location("bare_flask", Path(__file__).with_name("bare_flask.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def environ() -> dict:
     """A POST /predict WSGI environ with the seed's example body."""
     return {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/predict", "SERVER_NAME": "bench", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(BODY),
-        "wsgi.errors": sys.stderr, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(BODY)),
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/predict",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(BODY),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(BODY)),
     }
 
 
@@ -63,13 +79,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tmp + "/metrics"
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        from app.flask_app import create_app, service_of
-        from app.train_model import load_iris_dataset, train
-        from benchmarks.bare_flask import create_app as create_bare
+        from app.api import create_app, service_of
+        from app.training.datasets import load_iris_dataset
+        from app.training.trainer import train
+
+        create_bare = load_bare_flask().create_app
 
         train(load_iris_dataset(), Path(tmp) / "models", log=lambda *_: None)
-        service_app = create_app(models_dir=Path(tmp) / "models", database_url=f"sqlite:///{tmp}/state.db",
-                                 log_level="warning")
+        service_app = create_app(
+            models_dir=Path(tmp) / "models", database_url=f"sqlite:///{tmp}/state.db", log_level="warning"
+        )
         bare_app = create_bare()
         for app in (service_app, bare_app):
             per_request_us(app, 1000)  # warm-up
@@ -88,7 +107,7 @@ def main() -> int:
         per_request_us(service_app, args.requests)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
-        service_of(service_app).close()
+        service_of(service_app).stop()
     return 0
 
 

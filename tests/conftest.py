@@ -114,3 +114,13 @@ def live_api(tmp_path_factory, trained_models):
     server = start_api(tmp, models_dir)
     yield server
     server.stop()
+
+
+_INTEGRATION_DIRS = ("integration", "deploy")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration and tests/deploy starts real servers or tools: mark it integration."""
+    for item in items:
+        if Path(item.path).parent.name in _INTEGRATION_DIRS:
+            item.add_marker(pytest.mark.integration)

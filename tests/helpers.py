@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import REPO_DIR
@@ -51,6 +50,11 @@ def wait_until(check, timeout: float = 30.0, interval: float = 0.05, message: st
 ADMIN = {"Authorization": "Bearer test-token"}
 
 
+def counter(name: str, **labels: str) -> float:
+    """A sample of this process's default registry (in-process apps and services count there), 0 when absent."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 @dataclass
 class ApiServer:
     """A real gunicorn API running in a subprocess on 127.0.0.1."""
@@ -81,8 +85,15 @@ class ApiServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_api(tmp_path: Path, models_dir: Path, *, workers: int = 2, extra_env: dict | None = None,
-              database: Path | None = None, name: str = "api") -> ApiServer:
+def start_api(
+    tmp_path: Path,
+    models_dir: Path,
+    *,
+    workers: int = 2,
+    extra_env: dict | None = None,
+    database: Path | None = None,
+    name: str = "api",
+) -> ApiServer:
     """Start gunicorn with docker/gunicorn.conf.py, as run_demo.sh does, and wait for /health."""
     port = free_port()
     multiproc = tmp_path / f"{name}-multiproc"
@@ -90,22 +101,27 @@ def start_api(tmp_path: Path, models_dir: Path, *, workers: int = 2, extra_env: 
     multiproc.mkdir(parents=True)
     database = database or tmp_path / "state.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_") or not k.endswith("_WEIGHT")}
-    env.update({
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "API_WORKERS": str(workers),
-        "MODELS_DIR": str(models_dir),
-        "DATABASE_URL": f"sqlite:///{database}",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "ADMIN_TOKEN": "test-token",
-        "LOG_LEVEL": "warning",
-    })
+    env.update(
+        {
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "API_WORKERS": str(workers),
+            "MODELS_DIR": str(models_dir),
+            "DATABASE_URL": f"sqlite:///{database}",
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+            "ADMIN_TOKEN": "test-token",
+            "LOG_LEVEL": "warning",
+        }
+    )
     env.update(extra_env or {})
     log_path = tmp_path / f"{name}.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", "docker/gunicorn.conf.py", "app.flask_app:create_app()"],
-            cwd=REPO_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=REPO_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = ApiServer(f"http://127.0.0.1:{port}", port, process, env, log_path, multiproc, database, models_dir)
 
@@ -144,14 +160,21 @@ def value(samples: dict, name: str, **labels) -> float:
 
 
 def total(samples: dict, name: str, **match) -> float:
-    return sum(v for (n, labels), v in samples.items()
-               if n == name and all(dict(labels).get(k) == w for k, w in match.items()))
+    return sum(
+        v for (n, labels), v in samples.items() if n == name and all(dict(labels).get(k) == w for k, w in match.items())
+    )
 
 
 def post_many(url: str, bodies: list, threads: int = 8) -> list[requests.Response]:
     """POST each body to /predict on a fresh connection, several at a time (spreads over workers)."""
+
     def one(body):
-        return requests.post(f"{url}/predict", data=json.dumps(body) if not isinstance(body, bytes) else body,
-                             headers={"Content-Type": "application/json"}, timeout=10)
+        return requests.post(
+            f"{url}/predict",
+            data=json.dumps(body) if not isinstance(body, bytes) else body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(one, bodies))

@@ -26,7 +26,7 @@ def test_verified_bytes_are_the_ones_unpickled(models_dir):
 
 
 def test_missing_file_is_an_integrity_error(models_dir):
-    with pytest.raises(IntegrityError, match="model_v9.pkl is missing"):
+    with pytest.raises(IntegrityError, match=r"model_v9\.pkl is missing"):
         load_verified(models_dir / "model_v9.pkl", "0" * 64)
 
 

@@ -12,15 +12,19 @@ def test_iso_is_utc():
 
 
 @pytest.mark.parametrize(
-    "raw, expected",
-    [("1700000000", 1_700_000_000.0), ("2026-01-01T00:00:00Z", 1_767_225_600.0), ("2026-01-01T01:00:00+01:00", 1_767_225_600.0)],
+    ("raw", "expected"),
+    [
+        ("1700000000", 1_700_000_000.0),
+        ("2026-01-01T00:00:00Z", 1_767_225_600.0),
+        ("2026-01-01T01:00:00+01:00", 1_767_225_600.0),
+    ],
 )
 def test_parse_since_accepts(raw, expected):
     assert parse_since(raw) == expected
 
 
 @pytest.mark.parametrize(
-    "raw, message",
+    ("raw", "message"),
     [
         ("yesterday", "ISO-8601"),
         ("2026-01-01T00:00:00", "timezone"),

@@ -34,10 +34,12 @@ def test_importing_the_entry_module_builds_no_app(tmp_path):
 
 
 def test_nothing_edits_sys_path():
-    offenders = []
-    for folder in PYTHON_DIRS:
-        for path in (REPO_DIR / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
-                    offenders.append(f"{path.relative_to(REPO_DIR)}:{node.lineno}")
+    scanned = [path for folder in PYTHON_DIRS for path in sorted((REPO_DIR / folder).rglob("*.py"))]
+    assert len({path.parent.relative_to(REPO_DIR).parts[0] for path in scanned}) == len(PYTHON_DIRS), scanned
+    offenders = [
+        f"{path.relative_to(REPO_DIR)}:{node.lineno}"
+        for path in scanned
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys"
+    ]
     assert not offenders, offenders

@@ -18,10 +18,17 @@ def test_defaults_match_the_seed():
 
 
 def test_environment_overrides_and_types():
-    s = Settings.from_env({
-        "API_PORT": "6000", "MODELS_DIR": "/tmp/x", "DRIFT_THRESHOLD": "0.4", "ADMIN_TOKEN": "t",
-        "MODEL_V1_WEIGHT": "90", "MODEL_V2_WEIGHT": "10", "MODEL_V3_WEIGHT": "0",
-    })
+    s = Settings.from_env(
+        {
+            "API_PORT": "6000",
+            "MODELS_DIR": "/tmp/x",
+            "DRIFT_THRESHOLD": "0.4",
+            "ADMIN_TOKEN": "t",
+            "MODEL_V1_WEIGHT": "90",
+            "MODEL_V2_WEIGHT": "10",
+            "MODEL_V3_WEIGHT": "0",
+        }
+    )
     assert s.api_port == 6000 and s.models_dir == Path("/tmp/x") and s.drift_threshold == 0.4
     assert s.admin_enabled
     assert s.weights_for(["v1", "v2", "v3", "v4"]) == {"v1": 90, "v2": 10, "v3": 0, "v4": 50}
@@ -32,7 +39,7 @@ def test_overrides_win_over_environment():
 
 
 @pytest.mark.parametrize(
-    "env, message",
+    ("env", "message"),
     [
         ({"API_PORT": "abc"}, "API_PORT='abc'"),
         ({"API_PORT": "70000"}, "API_PORT='70000'"),
@@ -56,11 +63,12 @@ def test_invalid_environment_fails_at_start_naming_the_variable(env, message):
 
 @pytest.mark.parametrize("overrides", [{"max_batch": 0}, {"predict_backend": "gpu"}, {"drift_window": -1}])
 def test_every_construction_path_is_validated(overrides):
-    with pytest.raises(SettingsError, match=re.escape(next(iter(overrides)).upper())):
+    variable = re.escape(next(iter(overrides)).upper())
+    with pytest.raises(SettingsError, match=variable):
         Settings.from_env({}).with_overrides(**overrides)
-    with pytest.raises(SettingsError):
+    with pytest.raises(SettingsError, match=variable):
         Settings.from_env({}, **overrides)
-    with pytest.raises(SettingsError):
+    with pytest.raises(SettingsError, match=variable):
         Settings.build(overrides)
 
 

@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-NUMBER_OR_NULL = {"type": ["number", "null"]}
-ERROR = {"$ref": "#/components/schemas/Error"}
+Schema = dict[str, Any]
+"""A JSON object of the document (a schema, an operation, a response)."""
+
+NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
+ERROR: Schema = {"$ref": "#/components/schemas/Error"}
 
 
-def _json_response(description: str, schema: dict) -> dict:
+def _ref(name: str) -> Schema:
+    """A reference to one of the component schemas."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_response(description: str, schema: Schema) -> Schema:
+    """A response with a JSON body of this schema."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict:
-    text = {400: "Invalid input", 401: "Missing or wrong admin token", 403: "Admin endpoints disabled",
-            404: "Not found", 413: "Body too large", 503: "Unavailable"}
+def _json_body(schema_name: str) -> Schema:
+    """A required JSON request body of the named component schema."""
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+def _errors(*codes: int) -> Schema:
+    """The {"error": ...} responses for these status codes."""
+    text = {
+        400: "Invalid input",
+        401: "Missing or wrong admin token",
+        403: "Admin endpoints disabled",
+        404: "Not found",
+        413: "Body too large",
+        503: "Unavailable",
+    }
     return {str(c): _json_response(text[c], ERROR) for c in codes}
 
 
-ROW = {
+ROW: Schema = {
     "oneOf": [
         {"type": "array", "items": {"type": "number"}, "minItems": 1},
         {"type": "object", "additionalProperties": {"type": "number"}},
     ]
 }
 
-SCHEMAS: dict = {
+SCHEMAS: dict[str, Schema] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "PredictRequest": {
         "type": "object",
@@ -38,7 +60,15 @@ SCHEMAS: dict = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction", "class_name", "probabilities", "model_version", "prediction_id", "timestamp", "latency_ms"],
+        "required": [
+            "prediction",
+            "class_name",
+            "probabilities",
+            "model_version",
+            "prediction_id",
+            "timestamp",
+            "latency_ms",
+        ],
         "properties": {
             "prediction": {"type": "integer"},
             "class_name": {"type": "string"},
@@ -51,7 +81,15 @@ SCHEMAS: dict = {
     },
     "BatchPrediction": {
         "type": "object",
-        "required": ["predictions", "class_names", "probabilities", "prediction_ids", "model_version", "timestamp", "latency_ms"],
+        "required": [
+            "predictions",
+            "class_names",
+            "probabilities",
+            "prediction_ids",
+            "model_version",
+            "timestamp",
+            "latency_ms",
+        ],
         "properties": {
             "predictions": {"type": "array", "items": {"type": "integer"}},
             "class_names": {"type": "array", "items": {"type": "string"}},
@@ -75,8 +113,11 @@ SCHEMAS: dict = {
                 "additionalProperties": {
                     "type": "object",
                     "required": ["sha256", "accuracy", "n_estimators"],
-                    "properties": {"sha256": {"type": "string"}, "accuracy": NUMBER_OR_NULL,
-                                   "n_estimators": {"type": ["integer", "null"]}},
+                    "properties": {
+                        "sha256": {"type": "string"},
+                        "accuracy": NUMBER_OR_NULL,
+                        "n_estimators": {"type": ["integer", "null"]},
+                    },
                 },
             },
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -91,7 +132,11 @@ SCHEMAS: dict = {
             "experiment": {
                 "type": "object",
                 "required": ["id", "started_at", "source"],
-                "properties": {"id": {"type": "integer"}, "started_at": {"type": "string"}, "source": {"type": "string"}},
+                "properties": {
+                    "id": {"type": "integer"},
+                    "started_at": {"type": "string"},
+                    "source": {"type": "string"},
+                },
             },
             "sticky": {"type": "object"},
         },
@@ -128,7 +173,16 @@ SCHEMAS: dict = {
     },
     "Drift": {
         "type": "object",
-        "required": ["drift_score", "threshold", "drift_detected", "status", "window_size", "samples", "features", "timestamp"],
+        "required": [
+            "drift_score",
+            "threshold",
+            "drift_detected",
+            "status",
+            "window_size",
+            "samples",
+            "features",
+            "timestamp",
+        ],
         "properties": {
             "drift_score": {"type": "number", "minimum": 0, "maximum": 1},
             "threshold": {"type": "number"},
@@ -143,9 +197,13 @@ SCHEMAS: dict = {
                     "type": "object",
                     "required": ["test", "statistic", "p_value", "psi", "mean_shift_sd", "drifted"],
                     "properties": {
-                        "test": {"type": "string"}, "statistic": {"type": "number"}, "p_value": {"type": "number"},
-                        "p_value_adjusted": {"type": "number"}, "psi": {"type": "number"},
-                        "mean_shift_sd": {"type": "number"}, "drifted": {"type": "boolean"},
+                        "test": {"type": "string"},
+                        "statistic": {"type": "number"},
+                        "p_value": {"type": "number"},
+                        "p_value_adjusted": {"type": "number"},
+                        "psi": {"type": "number"},
+                        "mean_shift_sd": {"type": "number"},
+                        "drifted": {"type": "boolean"},
                     },
                 },
             },
@@ -154,8 +212,11 @@ SCHEMAS: dict = {
     "FeedbackRequest": {
         "oneOf": [
             {"$ref": "#/components/schemas/FeedbackItem"},
-            {"type": "object", "required": ["feedback"],
-             "properties": {"feedback": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}}}},
+            {
+                "type": "object",
+                "required": ["feedback"],
+                "properties": {"feedback": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}}},
+            },
         ]
     },
     "FeedbackItem": {
@@ -167,8 +228,11 @@ SCHEMAS: dict = {
         "type": "object",
         "required": ["prediction_id", "model_version", "prediction", "label", "correct"],
         "properties": {
-            "prediction_id": {"type": "string"}, "model_version": {"type": "string"},
-            "prediction": {"type": "integer"}, "label": {"type": "integer"}, "correct": {"type": "boolean"},
+            "prediction_id": {"type": "string"},
+            "model_version": {"type": "string"},
+            "prediction": {"type": "integer"},
+            "label": {"type": "integer"},
+            "correct": {"type": "boolean"},
             "corrected": {"type": "boolean"},
         },
     },
@@ -183,22 +247,41 @@ SCHEMAS: dict = {
     },
     "Variant": {
         "type": "object",
-        "required": ["weight", "expected_share", "requests", "observed_share", "labeled", "correct", "accuracy",
-                     "accuracy_ci95", "latency_p50_ms", "latency_p95_ms"],
+        "required": [
+            "weight",
+            "expected_share",
+            "requests",
+            "observed_share",
+            "labeled",
+            "correct",
+            "accuracy",
+            "accuracy_ci95",
+            "latency_p50_ms",
+            "latency_p95_ms",
+        ],
         "properties": {
-            "weight": {"type": "integer"}, "expected_share": {"type": "number"}, "requests": {"type": "integer"},
-            "observed_share": NUMBER_OR_NULL, "labeled": {"type": "integer"}, "correct": {"type": "integer"},
+            "weight": {"type": "integer"},
+            "expected_share": {"type": "number"},
+            "requests": {"type": "integer"},
+            "observed_share": NUMBER_OR_NULL,
+            "labeled": {"type": "integer"},
+            "correct": {"type": "integer"},
             "accuracy": NUMBER_OR_NULL,
             "accuracy_ci95": {"type": ["array", "null"], "items": {"type": "number"}},
-            "latency_p50_ms": NUMBER_OR_NULL, "latency_p95_ms": NUMBER_OR_NULL,
+            "latency_p50_ms": NUMBER_OR_NULL,
+            "latency_p95_ms": NUMBER_OR_NULL,
         },
     },
     "Comparison": {
         "type": "object",
         "required": ["baseline", "challenger", "accuracy_diff", "p_value", "significant", "method"],
         "properties": {
-            "baseline": {"type": "string"}, "challenger": {"type": "string"}, "accuracy_diff": NUMBER_OR_NULL,
-            "p_value": NUMBER_OR_NULL, "p_value_adjusted": NUMBER_OR_NULL, "significant": {"type": "boolean"},
+            "baseline": {"type": "string"},
+            "challenger": {"type": "string"},
+            "accuracy_diff": NUMBER_OR_NULL,
+            "p_value": NUMBER_OR_NULL,
+            "p_value_adjusted": NUMBER_OR_NULL,
+            "significant": {"type": "boolean"},
             "method": {"type": ["string", "null"]},
             "samples_needed_per_variant": {"type": ["integer", "null"]},
             "additional_samples_needed": {"type": ["integer", "null"]},
@@ -207,7 +290,16 @@ SCHEMAS: dict = {
     },
     "ABReport": {
         "type": "object",
-        "required": ["experiment", "since", "baseline", "variants", "comparison", "comparisons", "srm", "recommendation"],
+        "required": [
+            "experiment",
+            "since",
+            "baseline",
+            "variants",
+            "comparison",
+            "comparisons",
+            "srm",
+            "recommendation",
+        ],
         "properties": {
             "experiment": {"type": "object", "required": ["id", "started_at", "weights"]},
             "since": {"type": "string"},
@@ -217,72 +309,162 @@ SCHEMAS: dict = {
             "variants": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Variant"}},
             "comparison": {"oneOf": [{"$ref": "#/components/schemas/Comparison"}, {"type": "null"}]},
             "comparisons": {"type": "array", "items": {"$ref": "#/components/schemas/Comparison"}},
-            "srm": {"type": "object", "required": ["p_value", "mismatch"],
-                    "properties": {"p_value": NUMBER_OR_NULL, "mismatch": {"type": "boolean"}}},
+            "srm": {
+                "type": "object",
+                "required": ["p_value", "mismatch"],
+                "properties": {"p_value": NUMBER_OR_NULL, "mismatch": {"type": "boolean"}},
+            },
             "recommendation": {"type": "string"},
         },
     },
 }
 
-ADMIN = [{"bearerAuth": []}]
+ADMIN: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 @lru_cache(maxsize=1)
-def openapi_document() -> dict:
+def openapi_document() -> Schema:
     """The whole OpenAPI document."""
-    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     return {
         "openapi": "3.1.0",
-        "info": {"title": "MLOps model-serving API", "version": "1.0.0",
-                 "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback."},
+        "info": {
+            "title": "MLOps model-serving API",
+            "version": "1.0.0",
+            "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback.",
+        },
         "paths": {
-            "/predict": {"post": {
-                "summary": "Predict one row (features) or a batch (instances); sticky with user_id or X-User-ID",
-                "parameters": [{"name": "X-User-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}}},
-                "responses": {"200": _json_response("The prediction", {"oneOf": [ref("Prediction"), ref("BatchPrediction")]}),
-                              **_errors(400, 413, 503)},
-            }},
-            "/health": {"get": {"summary": "Liveness and loaded models",
-                                "responses": {"200": _json_response("Serving", ref("Health")),
-                                              "503": _json_response("No model loaded", ref("Health"))}}},
-            "/config": {
-                "get": {"summary": "Current A/B weights and experiment period",
-                        "responses": {"200": _json_response("Weights", ref("Config"))}},
-                "put": {"summary": "Change the A/B weights (admin); starts a new experiment period",
-                        "security": ADMIN,
-                        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WeightsUpdate")}}},
-                        "responses": {"200": _json_response("New weights", ref("Config")), **_errors(400, 401, 403, 503)}},
-            },
-            "/models": {"get": {"summary": "The model manifest",
-                                "responses": {"200": _json_response("Manifest", ref("Manifest")), **_errors(503)}}},
-            "/models/reload": {"post": {"summary": "Reload models from MODELS_DIR in every worker (admin)",
-                                        "security": ADMIN,
-                                        "responses": {"200": _json_response("Reload result", ref("ReloadResult")),
-                                                      "503": _json_response("Nothing loaded", ref("ReloadResult")),
-                                                      **_errors(401, 403)}}},
-            "/drift": {"get": {"summary": "Drift of the live window against the training data",
-                               "responses": {"200": _json_response("Drift report", ref("Drift")), **_errors(503)}}},
-            "/feedback": {"post": {
-                "summary": "Record the true label of a prediction (or a batch of them)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("FeedbackRequest")}}},
-                "responses": {"200": _json_response("Recorded", {"oneOf": [ref("FeedbackResult"), ref("FeedbackBatchResult")]}),
-                              **_errors(400, 404, 503)},
-            }},
-            "/ab/report": {"get": {
-                "summary": "Which version is better, and how sure we are",
-                "parameters": [{"name": "since", "in": "query", "required": False, "schema": {"type": "string"}}],
-                "responses": {"200": _json_response("A/B report", ref("ABReport")), **_errors(400, 503)},
-            }},
-            "/metrics": {"get": {"summary": "Prometheus metrics",
-                                 "responses": {"200": {"description": "Prometheus text format",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": _json_response("OpenAPI document", {"type": "object"})}}},
-            "/": {"get": {"summary": "Endpoint index", "responses": {"200": _json_response("Index", {"type": "object"})}}},
+            "/predict": {"post": _predict()},
+            "/health": {"get": _health()},
+            "/config": {"get": _get_config(), "put": _put_config()},
+            "/models": {"get": _models()},
+            "/models/reload": {"post": _reload_models()},
+            "/drift": {"get": _drift()},
+            "/feedback": {"post": _feedback()},
+            "/ab/report": {"get": _ab_report()},
+            "/metrics": {"get": _metrics()},
+            "/openapi.json": {"get": _openapi()},
+            "/": {"get": _index()},
         },
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _predict() -> Schema:
+    """POST /predict."""
+    return {
+        "summary": "Predict one row (features) or a batch (instances); sticky with user_id or X-User-ID",
+        "parameters": [{"name": "X-User-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "requestBody": _json_body("PredictRequest"),
+        "responses": {
+            "200": _json_response("The prediction", {"oneOf": [_ref("Prediction"), _ref("BatchPrediction")]}),
+            **_errors(400, 413, 503),
+        },
+    }
+
+
+def _health() -> Schema:
+    """GET /health."""
+    return {
+        "summary": "Liveness and loaded models",
+        "responses": {
+            "200": _json_response("Serving", _ref("Health")),
+            "503": _json_response("No model loaded", _ref("Health")),
+        },
+    }
+
+
+def _get_config() -> Schema:
+    """GET /config."""
+    return {
+        "summary": "Current A/B weights and experiment period",
+        "responses": {"200": _json_response("Weights", _ref("Config"))},
+    }
+
+
+def _put_config() -> Schema:
+    """PUT /config (admin)."""
+    return {
+        "summary": "Change the A/B weights (admin); starts a new experiment period",
+        "security": ADMIN,
+        "requestBody": _json_body("WeightsUpdate"),
+        "responses": {"200": _json_response("New weights", _ref("Config")), **_errors(400, 401, 403, 503)},
+    }
+
+
+def _models() -> Schema:
+    """GET /models."""
+    return {
+        "summary": "The model manifest",
+        "responses": {"200": _json_response("Manifest", _ref("Manifest")), **_errors(503)},
+    }
+
+
+def _reload_models() -> Schema:
+    """POST /models/reload (admin)."""
+    return {
+        "summary": "Reload models from MODELS_DIR in every worker (admin)",
+        "security": ADMIN,
+        "responses": {
+            "200": _json_response("Reload result", _ref("ReloadResult")),
+            "503": _json_response("Nothing loaded", _ref("ReloadResult")),
+            **_errors(401, 403),
+        },
+    }
+
+
+def _drift() -> Schema:
+    """GET /drift."""
+    return {
+        "summary": "Drift of the live window against the training data",
+        "responses": {"200": _json_response("Drift report", _ref("Drift")), **_errors(503)},
+    }
+
+
+def _feedback() -> Schema:
+    """POST /feedback."""
+    return {
+        "summary": "Record the true label of a prediction (or a batch of them)",
+        "requestBody": _json_body("FeedbackRequest"),
+        "responses": {
+            "200": _json_response("Recorded", {"oneOf": [_ref("FeedbackResult"), _ref("FeedbackBatchResult")]}),
+            **_errors(400, 404, 503),
+        },
+    }
+
+
+def _ab_report() -> Schema:
+    """GET /ab/report."""
+    return {
+        "summary": "Which version is better, and how sure we are",
+        "parameters": [{"name": "since", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"200": _json_response("A/B report", _ref("ABReport")), **_errors(400, 503)},
+    }
+
+
+def _metrics() -> Schema:
+    """GET /metrics (Prometheus text, not JSON)."""
+    return {
+        "summary": "Prometheus metrics",
+        "responses": {
+            "200": {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+
+
+def _openapi() -> Schema:
+    """GET /openapi.json."""
+    return {
+        "summary": "This document",
+        "responses": {"200": _json_response("OpenAPI document", {"type": "object"})},
+    }
+
+
+def _index() -> Schema:
+    """GET /."""
+    return {"summary": "Endpoint index", "responses": {"200": _json_response("Index", {"type": "object"})}}

@@ -72,12 +72,16 @@ def require_object(payload: Any) -> dict[str, Any]:
     return payload
 
 
-def parse_predict(payload: Any, feature_names: list[str], max_batch: int, header_user: str | None = None) -> PredictRequest:
+def parse_predict(
+    payload: Any, feature_names: list[str], max_batch: int, header_user: str | None = None
+) -> PredictRequest:
     """Validate a {"features": ...} or {"instances": [...]} body."""
     body = require_object(payload)
     unknown = set(body) - {"features", "instances", "user_id"}
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(map(repr, unknown)))}; expected 'features' or 'instances'")
+        raise BadRequest(
+            f"unknown field(s): {', '.join(sorted(map(repr, unknown)))}; expected 'features' or 'instances'"
+        )
     if ("features" in body) == ("instances" in body):
         raise BadRequest("send exactly one of 'features' (one row) or 'instances' (a batch)")
     user_id = parse_user_id(body["user_id"]) if "user_id" in body else parse_user_id(header_user, "X-User-ID header")

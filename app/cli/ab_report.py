@@ -33,18 +33,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
-        current = store.latest_experiment()
-        if current is None:
-            print("error: no experiment recorded yet: start the API first", file=sys.stderr)
-            return 2
-        report = ab_report(store, current, since=since)
-        store.close()
+        try:
+            current = store.latest_experiment()
+            if current is None:
+                print("error: no experiment recorded yet: start the API first", file=sys.stderr)
+                return 2
+            report = ab_report(store, current, since=since)
+        finally:
+            store.close()
     except (StoreUnavailable, ValueError) as exc:
         print(f"error: cannot read the state store: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"Experiment {report['experiment']['id']} (since {report['since']}, weights {report['experiment']['weights']})")
+        period = report["experiment"]
+        print(f"Experiment {period['id']} (since {report['since']}, weights {period['weights']})")
         print(render_text(report))
     return 0

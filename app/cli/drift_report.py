@@ -22,11 +22,18 @@ from app.store import StoreUnavailable, open_store
 RULE = "=" * 50
 
 
-def render(report: dict, title: str = "Drift Detection Report") -> str:
+def render(report: dict[str, Any], title: str = "Drift Detection Report") -> str:
     """The seed's report layout, with the per-feature evidence under it."""
-    lines = [RULE, f"{title} - {report.get('timestamp', utc_now())}", RULE,
-             f"Drift Score: {report['drift_score']:.2f}", f"Threshold: {report['threshold']:.2f}",
-             f"Status: {report['status']}", f"Window: {report['samples']} of the last {report.get('window_size', report['samples'])} predictions", ""]
+    lines = [
+        RULE,
+        f"{title} - {report.get('timestamp', utc_now())}",
+        RULE,
+        f"Drift Score: {report['drift_score']:.2f}",
+        f"Threshold: {report['threshold']:.2f}",
+        f"Status: {report['status']}",
+        f"Window: {report['samples']} of the last {report.get('window_size', report['samples'])} predictions",
+        "",
+    ]
     if report["status"] == "INSUFFICIENT_DATA":
         lines.append("ℹ️  Not enough predictions yet to judge drift.")
     elif report["drift_detected"]:
@@ -36,13 +43,15 @@ def render(report: dict, title: str = "Drift Detection Report") -> str:
     if report["features"]:
         lines += ["", f"{'feature':<16}{'p-value':>10}{'adjusted':>10}{'PSI':>8}{'shift (SD)':>12}  drifted"]
         for name, f in report["features"].items():
-            lines.append(f"{name:<16}{f['p_value']:>10.4f}{f['p_value_adjusted']:>10.4f}{f['psi']:>8.3f}"
-                         f"{f['mean_shift_sd']:>+12.2f}  {'yes' if f['drifted'] else 'no'}")
+            lines.append(
+                f"{name:<16}{f['p_value']:>10.4f}{f['p_value_adjusted']:>10.4f}{f['psi']:>8.3f}"
+                f"{f['mean_shift_sd']:>+12.2f}  {'yes' if f['drifted'] else 'no'}"
+            )
     lines.append(RULE)
     return "\n".join(lines)
 
 
-def live_report(settings: Settings) -> dict:
+def live_report(settings: Settings) -> dict[str, Any]:
     """Drift of the live window in the store, against the verified training reference."""
     stats = load_training_stats(settings.models_dir)
     store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
@@ -52,7 +61,7 @@ def live_report(settings: Settings) -> dict:
         store.close()
 
 
-def simulate(settings: Settings, seed: int) -> tuple[list[tuple[str, dict]], bool]:
+def simulate(settings: Settings, seed: int) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
     """One window per scenario; True when each is classified as expected."""
     from app.stats.simulation import SCENARIOS, simulate_scenario  # scikit-learn, only for --simulate
 
@@ -65,8 +74,13 @@ def simulate(settings: Settings, seed: int) -> tuple[list[tuple[str, dict]], boo
         report = simulate_scenario(
             name, reference, stats["feature_names"], rng, threshold=settings.drift_threshold, labels=labels
         )
-        report = {**report, "window_size": report["samples"], "timestamp": utc_now(), "scenario": name,
-                  "description": scenario.description}
+        report = {
+            **report,
+            "window_size": report["samples"],
+            "timestamp": utc_now(),
+            "scenario": name,
+            "description": scenario.description,
+        }
         as_expected &= report["drift_detected"] == (scenario.shift_sd != 0)
         results.append((name, report))
     return results, as_expected
@@ -84,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.simulate:
             results, as_expected = simulate(settings, args.seed)
             if args.json:
-                print(json.dumps({name: report for name, report in results}, indent=2))
+                print(json.dumps(dict(results), indent=2))
             else:
                 for name, report in results:
                     print(render(report, f"Simulated '{name}' ({report['description']})"))

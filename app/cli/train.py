@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the model versions (v1: 50 trees, v2: 100 trees).")
     parser.add_argument("--data", type=Path, help="CSV of numeric features and a categorical target (default: Iris)")
     parser.add_argument("--target", help="name of the target column in --data")
-    parser.add_argument("--models-dir", type=Path, help="where to write the model set (default: MODELS_DIR or app/models)")
+    parser.add_argument(
+        "--models-dir", type=Path, help="where to write the model set (default: MODELS_DIR or app/models)"
+    )
     args = parser.parse_args(argv)
     try:
         models_dir = args.models_dir or Settings.from_env().models_dir

@@ -18,8 +18,22 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 
 PREDICTION_REQUESTS = Counter("prediction_requests", "POST /predict requests, accepted or rejected")
@@ -28,9 +42,13 @@ PREDICTION_LATENCY = Histogram(
     "prediction_latency_seconds", "Server time to answer a prediction request", ["version"], buckets=LATENCY_BUCKETS
 )
 PREDICTION_ERRORS = Counter("prediction_errors", "Rejected or failed POST /predict requests, by HTTP status", ["code"])
-PREDICTIONS = Counter("predictions", "Predictions (each batch row counts one), by version and class", ["version", "class"])
+PREDICTIONS = Counter(
+    "predictions", "Predictions (each batch row counts one), by version and class", ["version", "class"]
+)
 LOG_ERRORS = Counter("prediction_log_errors", "Prediction-log rows lost (store unavailable or queue full)", ["reason"])
-FEEDBACK = Counter("prediction_feedback", "First labels received for predictions, by version and outcome", ["version", "outcome"])
+FEEDBACK = Counter(
+    "prediction_feedback", "First labels received for predictions, by version and outcome", ["version", "outcome"]
+)
 FEEDBACK_CORRECTIONS = Counter("prediction_feedback_corrections", "Labels that replaced an earlier label", ["version"])
 
 
@@ -42,14 +60,15 @@ def multiprocess_enabled() -> bool:
 class StateCollector:
     """Gauges computed at scrape time from a snapshot function (drift, accuracy, weights, models)."""
 
-    def __init__(self, snapshot: Callable[[], dict]) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
         """Yield the gauges for the current state."""
         state = self._snapshot()
         drift = GaugeMetricFamily(
-            "model_drift_score", "Drift score of the live window, 0..1 (drift at DRIFT_THRESHOLD: see model_drift_detected)"
+            "model_drift_score",
+            "Drift score of the live window, 0..1 (drift at DRIFT_THRESHOLD: see model_drift_detected)",
         )
         drift.add_metric([], state.get("drift_score", 0.0))
         yield drift

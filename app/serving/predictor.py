@@ -16,9 +16,11 @@ from the integrity-checked pickle (``repr`` of floats, integer feature indices).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 
 class Predictor(Protocol):
@@ -26,7 +28,7 @@ class Predictor(Protocol):
 
     backend: str
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Class probabilities, shape (rows, classes)."""
         ...
 
@@ -39,9 +41,10 @@ class SklearnPredictor:
     def __init__(self, estimator: Any) -> None:
         self._estimator = estimator
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Delegate to scikit-learn."""
-        return self._estimator.predict_proba(X)
+        proba: npt.NDArray[np.float64] = self._estimator.predict_proba(X)
+        return proba
 
 
 class FastForest:
@@ -62,7 +65,7 @@ class FastForest:
         # children[2 * node + went_left]: one gather per level instead of two plus a select.
         children = np.empty(2 * n_nodes, dtype=np.intp)
         leaf_proba = np.zeros((n_nodes, n_classes))
-        for tree, base in zip(trees, offsets):
+        for tree, base in zip(trees, offsets, strict=True):
             nodes = np.arange(tree.node_count) + base
             left, right = tree.children_left, tree.children_right
             is_leaf = left == -1
@@ -84,7 +87,7 @@ class FastForest:
         compiled = self._depth <= _MAX_COMPILED_DEPTH and n_nodes <= _MAX_COMPILED_NODES
         self._row = _compile_rows(trees, offsets, leaf_proba) if compiled else None
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Class probabilities for every row, matching sklearn's ``predict_proba``."""
         X32 = np.asarray(X, dtype=np.float32)
         if self._row is not None and X32.shape[0] <= _COMPILED_MAX_ROWS:
@@ -99,7 +102,8 @@ class FastForest:
             went_left = flat[row_base + self._feature[node]] <= self._threshold[node]
             node = self._children[2 * node + went_left]
         # Summing over the tree axis accumulates in tree order, as sklearn's forest does.
-        return self._leaf_proba[node].sum(axis=1) / self._n_trees
+        proba: npt.NDArray[np.float64] = self._leaf_proba[node].sum(axis=1) / self._n_trees
+        return proba
 
 
 # Python allows about 100 nested blocks, and compiling costs time and memory per node: deeper or
@@ -110,34 +114,36 @@ _MAX_COMPILED_NODES = 200_000
 _COMPILED_MAX_ROWS = 8
 
 
-def _leaf_probabilities(tree: Any) -> np.ndarray:
+def _leaf_probabilities(tree: Any) -> npt.NDArray[np.float64]:
     """Per-node class probabilities exactly as this scikit-learn's ``predict_proba`` returns them.
 
     Since scikit-learn 1.4 ``tree_.value`` holds the class fractions and ``predict_proba``
     returns them unchanged; earlier versions stored counts and divided by their sum.
     """
-    value = tree.value[:, 0, :].astype(np.float64)
+    value: npt.NDArray[np.float64] = tree.value[:, 0, :].astype(np.float64)
     if np.all(np.abs(value.sum(axis=1) - 1.0) < 1e-6):
         return value
-    normalizer = value.sum(axis=1, keepdims=True)
+    normalizer: npt.NDArray[np.float64] = value.sum(axis=1, keepdims=True)
     normalizer[normalizer == 0.0] = 1.0
     return value / normalizer
 
 
-def _compile_rows(trees: list, offsets: np.ndarray, leaf_proba: np.ndarray) -> Callable[..., tuple]:
+def _compile_rows(
+    trees: list[Any], offsets: npt.NDArray[np.intp], leaf_proba: npt.NDArray[np.float64]
+) -> Callable[..., tuple[float, ...]]:
     """Compile the forest into ``f(x0, x1, ...) -> (p0, p1, ...)`` with every tree inlined."""
     n_features = int(trees[0].n_features)
     n_classes = leaf_proba.shape[1]
     accumulators = [f"a{c}" for c in range(n_classes)]
-    lines = [f"def forest({', '.join(f'x{i}' for i in range(n_features))}):",
-             f"    {' = '.join(accumulators)} = 0.0"]
-    for tree, base in zip(trees, offsets):
+    lines = [f"def forest({', '.join(f'x{i}' for i in range(n_features))}):", f"    {' = '.join(accumulators)} = 0.0"]
+    for tree, base in zip(trees, offsets, strict=True):
         left, right = tree.children_left, tree.children_right
-        stack = [(0, 1)]  # (node, indentation level); right children are pushed under their "else:"
+        # (node, indentation level); right children are pushed under their "else:"
+        stack: list[tuple[int | Literal["else"], int]] = [(0, 1)]
         while stack:
             node, level = stack.pop()
             pad = "    " * level
-            if node == "else":
+            if isinstance(node, str):  # the "else" marker
                 lines.append(f"{pad}else:")
                 continue
             if left[node] == -1:
@@ -152,9 +158,11 @@ def _compile_rows(trees: list, offsets: np.ndarray, leaf_proba: np.ndarray) -> C
     n = len(trees)
     lines.append(f"    return ({', '.join(f'{a} / {n}' for a in accumulators)},)")
     # repr() of an infinite threshold (trees grown with missing values) is the name "inf".
-    namespace: dict = {"inf": float("inf")}
-    exec(compile("\n".join(lines), "<compiled forest>", "exec"), namespace)  # noqa: S102 - numbers only
-    return namespace["forest"]
+    namespace: dict[str, Any] = {"inf": float("inf")}
+    # exec is safe here: the source holds only numbers from the integrity-checked pickle.
+    exec(compile("\n".join(lines), "<compiled forest>", "exec"), namespace)
+    forest: Callable[..., tuple[float, ...]] = namespace["forest"]
+    return forest
 
 
 def build_predictor(estimator: Any, backend: str) -> Predictor:

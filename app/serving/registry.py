@@ -1,18 +1,21 @@
 """The model registry: the verified model set a worker serves, and hot reload.
 
 Files are read through ``app.artifacts``, which checks every pickle's sha256 against the manifest
-*before* unpickling it: a file that does not match is never loaded. A ``ModelSet`` is immutable; a reload builds a new one and the
-service swaps the reference, so requests in flight finish on the set they started with.
+*before* unpickling it: a file that does not match is never loaded. A ``ModelSet`` is immutable; a
+reload builds a new one and the service swaps the reference, so requests in flight finish on the set
+they started with.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import sklearn
 
 from app.artifacts import MANIFEST_NAME, load_verified, read_manifest, sha256_file
@@ -27,14 +30,15 @@ class LoadedVersion:
     """One servable model version."""
 
     version: str
-    meta: dict
+    meta: dict[str, Any]
     estimator: Any
     predictor: Predictor
 
     @property
     def sha256(self) -> str:
         """The verified sha256 of the pickle this version was loaded from."""
-        return self.meta["sha256"]
+        sha256: str = self.meta["sha256"]
+        return sha256
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class ModelSet:
 
     versions: dict[str, LoadedVersion] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    manifest: dict = field(default_factory=dict)
-    reference: np.ndarray | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    reference: npt.NDArray[np.float64] | None = None
     backend: str = "fast"
 
     @property
@@ -86,6 +90,7 @@ _LOAD_ATTEMPTS = 3
 
 
 def _manifest_bytes(models_dir: Path) -> bytes | None:
+    """The manifest's raw bytes (to notice a set swapped in mid-load), or None if it cannot be read."""
     try:
         return (models_dir / MANIFEST_NAME).read_bytes()
     except OSError:
@@ -93,6 +98,7 @@ def _manifest_bytes(models_dir: Path) -> bytes | None:
 
 
 def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> ModelSet:
+    """One attempt at loading ``models_dir``; see ``load_model_set``."""
     try:
         manifest = read_manifest(models_dir)
     except FileNotFoundError:
@@ -100,26 +106,30 @@ def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> Mod
     except (ValueError, KeyError, TypeError) as exc:
         return _keep_previous(previous, f"{MANIFEST_NAME} is invalid: {exc}")
 
-    compatible = previous is not None and (
-        previous.feature_names == manifest["feature_names"] and previous.class_names == manifest["class_names"]
-    )
+    # Only a previous set with the same features and classes can stand in for a version that fails.
+    fallback = previous if previous is not None and _same_schema(previous, manifest) else None
+    versions, failed = _load_versions(models_dir, manifest, backend, fallback.versions if fallback else {})
+    reference = _load_reference(models_dir, manifest, failed, fallback.reference if fallback else None)
+    return ModelSet(versions=versions, failed=failed, manifest=manifest, reference=reference, backend=backend)
+
+
+def _same_schema(previous: ModelSet, manifest: dict[str, Any]) -> bool:
+    """Whether the previous set takes the same features and predicts the same classes as ``manifest``."""
+    feature_names: list[str] = manifest["feature_names"]
+    class_names: list[str] = manifest["class_names"]
+    return previous.feature_names == feature_names and previous.class_names == class_names
+
+
+def _load_versions(
+    models_dir: Path, manifest: dict[str, Any], backend: str, previous: Mapping[str, LoadedVersion]
+) -> tuple[dict[str, LoadedVersion], dict[str, str]]:
+    """Load every version the manifest lists; one that fails keeps serving its ``previous`` model, if any."""
     versions: dict[str, LoadedVersion] = {}
     failed: dict[str, str] = {}
     for version, meta in manifest["versions"].items():
-        old = previous.versions.get(version) if compatible else None
+        old = previous.get(version)
         try:
-            path = models_dir / meta["file"]
-            unchanged = old is not None and old.sha256 == meta["sha256"] and old.predictor.backend == backend
-            if unchanged and path.is_file() and sha256_file(path) == meta["sha256"]:
-                # The verified bytes are the ones already in memory: no need to unpickle again.
-                versions[version] = LoadedVersion(version, meta, old.estimator, old.predictor)
-                continue
-            estimator = load_verified(path, meta["sha256"])
-            _check_estimator(estimator, manifest)
-            if meta.get("sklearn_version") not in (None, sklearn.__version__):
-                log.warning("model %s was trained with scikit-learn %s, serving with %s",
-                            version, meta["sklearn_version"], sklearn.__version__)
-            versions[version] = LoadedVersion(version, meta, estimator, _checked_predictor(version, estimator, backend))
+            versions[version] = _load_version(models_dir, version, meta, manifest, backend, old)
         except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
             reason = str(exc) if isinstance(exc, IntegrityError) else f"cannot load {meta.get('file')}: {exc}"
             failed[version] = reason
@@ -128,17 +138,55 @@ def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> Mod
                 log.error("model %s refused (%s); keeping the previously loaded model", version, reason)
             else:
                 log.error("model %s refused and not served: %s", version, reason)
+    return versions, failed
 
-    reference = previous.reference if compatible and previous else None
+
+def _load_version(
+    models_dir: Path,
+    version: str,
+    meta: dict[str, Any],
+    manifest: dict[str, Any],
+    backend: str,
+    old: LoadedVersion | None,
+) -> LoadedVersion:
+    """One verified version: ``old`` again if its file is unchanged, else unpickled, checked and compiled."""
+    path = models_dir / meta["file"]
+    if (
+        old is not None
+        and old.sha256 == meta["sha256"]
+        and old.predictor.backend == backend
+        and path.is_file()
+        and sha256_file(path) == meta["sha256"]
+    ):
+        # The verified bytes are the ones already in memory: no need to unpickle again.
+        return LoadedVersion(version, meta, old.estimator, old.predictor)
+    estimator = load_verified(path, meta["sha256"])
+    _check_estimator(estimator, manifest)
+    if meta.get("sklearn_version") not in (None, sklearn.__version__):
+        log.warning(
+            "model %s was trained with scikit-learn %s, serving with %s",
+            version,
+            meta["sklearn_version"],
+            sklearn.__version__,
+        )
+    return LoadedVersion(version, meta, estimator, _checked_predictor(version, estimator, backend))
+
+
+def _load_reference(
+    models_dir: Path,
+    manifest: dict[str, Any],
+    failed: dict[str, str],
+    previous: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float64] | None:
+    """The verified training reference for drift; if it fails, ``previous`` and the reason in ``failed``."""
     try:
         stats_meta = manifest["training_stats"]
         stats = load_verified(models_dir / stats_meta["file"], stats_meta["sha256"])
-        reference = np.asarray(stats["reference"], dtype=np.float64)
+        return np.asarray(stats["reference"], dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - drift is unavailable, predictions still serve
         failed["training_stats"] = str(exc)
         log.error("training statistics refused: %s", exc)
-
-    return ModelSet(versions=versions, failed=failed, manifest=manifest, reference=reference, backend=backend)
+        return previous
 
 
 def _checked_predictor(version: str, estimator: Any, backend: str) -> Predictor:
@@ -172,13 +220,17 @@ def _keep_previous(previous: ModelSet | None, reason: str) -> ModelSet:
     )
 
 
-def _check_estimator(estimator: Any, manifest: dict) -> None:
+def _check_estimator(estimator: Any, manifest: dict[str, Any]) -> None:
     """The unpickled object must be a forest classifier that fits the manifest's features and classes."""
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-    if not isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) or not hasattr(estimator, "estimators_"):
+    if not isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) or not hasattr(
+        estimator, "estimators_"
+    ):
         raise TypeError(f"{type(estimator).__name__} is not a fitted forest classifier")
     if int(estimator.n_features_in_) != len(manifest["feature_names"]):
-        raise ValueError(f"expects {estimator.n_features_in_} features, manifest lists {len(manifest['feature_names'])}")
+        raise ValueError(
+            f"expects {estimator.n_features_in_} features, manifest lists {len(manifest['feature_names'])}"
+        )
     if list(estimator.classes_) != list(range(len(manifest["class_names"]))):
         raise ValueError("classes do not match the manifest's class names")

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from app.clock import iso, utc_now
 from app.errors import BadRequest, ModelUnavailable
 from app.reports.ab import ab_report
@@ -122,7 +125,7 @@ class Service:
 
     # -- serving -------------------------------------------------------------------------------
 
-    def predict(self, X: Any, user_id: str | None, started: float, state: State) -> Prediction:
+    def predict(self, X: npt.NDArray[np.float64], user_id: str | None, started: float, state: State) -> Prediction:
         """Route, predict, log and count one request of validated rows ``X`` (a batch goes to one version)."""
         try:
             version = state.router.choose(user_id, salt=self.settings.experiment_salt)
@@ -131,10 +134,9 @@ class Service:
         proba = state.models.versions[version].predictor.predict_proba(X)
         probabilities = proba.tolist()
         # For a few rows plain Python is faster than a numpy call (first maximum, like argmax).
-        if len(probabilities) > 16:
-            classes = proba.argmax(axis=1).tolist()
-        else:
-            classes = [r.index(max(r)) for r in probabilities]
+        classes: list[int] = (
+            proba.argmax(axis=1).tolist() if len(probabilities) > 16 else [r.index(max(r)) for r in probabilities]
+        )
         names = state.models.class_names
         latency = time.perf_counter() - started
         now = time.time()

@@ -51,8 +51,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import special
 
 from app.stats.multiple_testing import holm_adjust
@@ -72,14 +74,14 @@ STATUS_INSUFFICIENT = "INSUFFICIENT_DATA"
 
 
 def detect_drift(
-    reference: np.ndarray,
-    current: np.ndarray,
+    reference: npt.NDArray[np.float64],
+    current: npt.NDArray[np.float64],
     feature_names: Sequence[str],
     *,
     threshold: float,
     alpha: float = DEFAULT_ALPHA,
     min_samples: int = DEFAULT_MIN_SAMPLES,
-) -> dict:
+) -> dict[str, Any]:
     """Test every feature of ``current`` against ``reference`` and summarise as a drift score."""
     _check_levels(alpha, threshold)
     names = _check_names(feature_names)
@@ -124,7 +126,7 @@ def drift_score_from_p(p_adjusted_min: float, *, threshold: float, alpha: float 
     return min(raw, math.nextafter(threshold, 0.0))
 
 
-def psi(reference_col: np.ndarray, current_col: np.ndarray, bins: int = PSI_BINS) -> float:
+def psi(reference_col: npt.NDArray[np.float64], current_col: npt.NDArray[np.float64], bins: int = PSI_BINS) -> float:
     """Population stability index of ``current_col`` over reference-quantile bins."""
     if bins < 1:
         raise ValueError("bins must be >= 1")
@@ -138,7 +140,7 @@ def psi(reference_col: np.ndarray, current_col: np.ndarray, bins: int = PSI_BINS
     return float(np.sum((cur_frac - ref_frac) * np.log(cur_frac / ref_frac)))
 
 
-def mean_shift_sd(reference_col: np.ndarray, current_col: np.ndarray) -> float:
+def mean_shift_sd(reference_col: npt.NDArray[np.float64], current_col: npt.NDArray[np.float64]) -> float:
     """Signed difference of means in units of the reference standard deviation."""
     ref = _as_column(reference_col, "reference_col")
     cur = _as_column(current_col, "current_col")
@@ -151,7 +153,7 @@ def mean_shift_sd(reference_col: np.ndarray, current_col: np.ndarray) -> float:
     return diff / scale if scale > 0.0 else 0.0
 
 
-def match_resolution(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+def match_resolution(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Round each current column to the decimal resolution its reference column was recorded at."""
     # Training rows recorded to 0.1 cm tie at 5.1 while unrounded serving
     # values spread over 5.05-5.15; the right-continuous ECDF then reads the
@@ -164,7 +166,7 @@ def match_resolution(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def _grid_decimals(column: np.ndarray) -> int | None:
+def _grid_decimals(column: npt.NDArray[np.float64]) -> int | None:
     """Fewest decimals (0-6) that represent every value of ``column``, or None if it is finer."""
     for decimals in range(_MAX_GRID_DECIMALS + 1):
         scaled = column * 10.0**decimals
@@ -173,7 +175,9 @@ def _grid_decimals(column: np.ndarray) -> int | None:
     return None
 
 
-def _cvm_columns(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cvm_columns(
+    ref: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Two-sample Cramér–von Mises statistic and asymptotic p-value for every column."""
     n, m = ref.shape[0], cur.shape[0]
     statistic = np.array([_cvm_statistic(ref[:, j], cur[:, j]) for j in range(ref.shape[1])])
@@ -187,7 +191,7 @@ def _cvm_columns(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return statistic, _cvm_limit_sf(standardised)
 
 
-def _cvm_statistic(x: np.ndarray, y: np.ndarray) -> float:
+def _cvm_statistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
     """T = nm/N^2 * sum over the pooled sample of (F_x - F_y)^2, with the ECDFs counting ties."""
     # The ECDF form instead of scipy's mid-rank formula: with tied values
     # (Iris is on a 0.1 cm grid) the mid-rank version inflates T; for 10-30
@@ -200,7 +204,7 @@ def _cvm_statistic(x: np.ndarray, y: np.ndarray) -> float:
     return float(x.size * y.size / pooled.size**2 * np.sum((f_x - f_y) ** 2))
 
 
-def _cvm_limit_sf(t: np.ndarray) -> np.ndarray:
+def _cvm_limit_sf(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Upper tail of the limiting Cramér–von Mises distribution (Csörgő & Faraway 1996, eq. 1.2)."""
     t = np.asarray(t, dtype=float)
     p = np.ones_like(t)
@@ -213,7 +217,7 @@ def _cvm_limit_sf(t: np.ndarray) -> np.ndarray:
     return p
 
 
-def _cvm_limit_cdf(t: np.ndarray) -> np.ndarray:
+def _cvm_limit_cdf(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """CDF of the limiting distribution as a Bessel-function series, summed to 1e-15."""
     total = np.zeros_like(t)
     for k in range(_CVM_MAX_TERMS):
@@ -228,8 +232,13 @@ def _cvm_limit_cdf(t: np.ndarray) -> np.ndarray:
 
 
 def _feature_summary(
-    ref_col: np.ndarray, cur_col: np.ndarray, statistic: float, p_raw: float, p_adj: float, alpha: float
-) -> dict:
+    ref_col: npt.NDArray[np.float64],
+    cur_col: npt.NDArray[np.float64],
+    statistic: float,
+    p_raw: float,
+    p_adj: float,
+    alpha: float,
+) -> dict[str, Any]:
     """The per-feature part of the result, as plain Python scalars."""
     return {
         "test": TEST_NAME,
@@ -243,8 +252,14 @@ def _feature_summary(
 
 
 def _result(
-    score: float, detected: bool, status: str, samples: int, threshold: float, alpha: float, features: dict
-) -> dict:
+    score: float,
+    detected: bool,
+    status: str,
+    samples: int,
+    threshold: float,
+    alpha: float,
+    features: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     """Assemble the public result dictionary."""
     return {
         "drift_score": float(score),
@@ -258,15 +273,16 @@ def _result(
     }
 
 
-def _bin_fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _bin_fractions(values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Epsilon-smoothed, renormalised fraction of ``values`` in each bin."""
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
     # An empty bin would make ln(c / r) infinite.
     smoothed = counts / values.size + PSI_EPSILON
-    return smoothed / smoothed.sum()
+    fractions: npt.NDArray[np.float64] = smoothed / smoothed.sum()
+    return fractions
 
 
-def _spread(values: np.ndarray) -> float:
+def _spread(values: npt.NDArray[np.float64]) -> float:
     """Sample SD, exactly 0.0 for a constant column (where float noise could give 1e-17)."""
     if values.size < 2 or np.ptp(values) == 0:
         return 0.0
@@ -291,7 +307,7 @@ def _check_names(feature_names: Sequence[str]) -> list[str]:
     return names
 
 
-def _as_matrix(values: np.ndarray, n_features: int, label: str) -> np.ndarray:
+def _as_matrix(values: npt.ArrayLike, n_features: int, label: str) -> npt.NDArray[np.float64]:
     """A finite float matrix with ``n_features`` columns (an empty input becomes 0 rows)."""
     matrix = np.asarray(values, dtype=float)
     if matrix.size == 0:
@@ -303,7 +319,7 @@ def _as_matrix(values: np.ndarray, n_features: int, label: str) -> np.ndarray:
     return matrix
 
 
-def _as_column(values: np.ndarray, label: str) -> np.ndarray:
+def _as_column(values: npt.ArrayLike, label: str) -> npt.NDArray[np.float64]:
     """A non-empty, finite 1-D float array."""
     column = np.asarray(values, dtype=float).ravel()
     if column.size == 0:

@@ -69,7 +69,7 @@ def compare_proportions(correct_a: int, n_a: int, correct_b: int, n_b: int) -> d
     min_expected = min(n_a, n_b) * min(successes, failures) / total
     diff = correct_b / n_b - correct_a / n_a
     if min_expected < MIN_EXPECTED_CELL:
-        table = [[correct_a, n_a - correct_a], [correct_b, n_b - correct_b]]
+        table = np.array([[correct_a, n_a - correct_a], [correct_b, n_b - correct_b]], dtype=np.int64)
         p_value = float(stats.fisher_exact(table, alternative="two-sided").pvalue)
         method = "fisher-exact"
     else:
@@ -221,6 +221,38 @@ def build_report(
     power: float = 0.8,
 ) -> dict[str, Any]:
     """Build the JSON-serialisable A/B report: per-variant stats, comparisons, SRM and a recommendation."""
+    _check_report_inputs(variants, baseline, alpha, power)
+    active = [v for v in variants if _is_active(v)]
+    active_versions = [v.version for v in active]
+    # An inactive baseline has no data to compare against, so fall back to the
+    # first active version rather than emit comparisons that can never resolve.
+    if baseline is None or baseline not in active_versions:
+        baseline = active_versions[0] if active_versions else variants[0].version
+
+    total_requests = sum(v.requests for v in variants)
+    summaries = {v.version: _summarise(v, total_requests) for v in variants}
+    base = next(v for v in variants if v.version == baseline)
+    comparisons = _comparisons(base, [v for v in active if v.version != baseline], alpha, power)
+    n_tests = _holm_decide(comparisons, alpha)
+    srm = srm_test(
+        {v.version: v.requests for v in active},
+        {v.version: v.expected_share for v in active},
+        threshold=srm_threshold,
+    )
+    report: dict[str, Any] = {
+        "baseline": baseline,
+        "alpha": alpha,
+        "variants": summaries,
+        "comparisons": comparisons,
+        "comparison": _headline(comparisons),
+        "srm": srm,
+    }
+    report["recommendation"] = _recommend(report, active_versions, n_tests)
+    return report
+
+
+def _check_report_inputs(variants: Sequence[VariantData], baseline: str | None, alpha: float, power: float) -> None:
+    """Raise ValueError for arguments build_report cannot judge."""
     if not variants:
         raise ValueError("at least one variant is required")
     if not 0.0 < alpha < 1.0:
@@ -235,74 +267,59 @@ def build_report(
     for v in variants:
         _validate(v)
 
-    by_version = {v.version: v for v in variants}
-    active = [v for v in variants if _is_active(v)]
-    active_versions = [v.version for v in active]
-    # An inactive baseline has no data to compare against, so fall back to the
-    # first active version rather than emit comparisons that can never resolve.
-    if baseline is None or baseline not in active_versions:
-        baseline = active_versions[0] if active_versions else versions[0]
 
-    total_requests = sum(v.requests for v in variants)
-    summaries = {v.version: _summarise(v, total_requests) for v in variants}
-
-    base = by_version[baseline]
-    challengers = [v for v in active if v.version != baseline]
+def _comparisons(
+    base: VariantData, challengers: Sequence[VariantData], alpha: float, power: float
+) -> list[dict[str, Any]]:
+    """Each challenger against the baseline: raw p-value and labels still needed, where both sides have labels."""
     tested = {c.version for c in challengers if base.labeled and c.labeled}
     # Size the power estimate at the Bonferroni level: it is conservative for Holm
     # and keeps "more labels needed" consistent with the corrected decision.
     alpha_per_test = alpha / max(1, len(tested))
-
     comparisons: list[dict[str, Any]] = []
     for challenger in challengers:
-        comp = _empty_comparison(baseline, challenger.version)
+        comp = _empty_comparison(base.version, challenger.version)
         if challenger.version in tested:
-            result = compare_proportions(base.correct, base.labeled, challenger.correct, challenger.labeled)
-            needed = samples_needed(
-                base.correct / base.labeled, challenger.correct / challenger.labeled, alpha_per_test, power
-            )
-            comp.update(
-                accuracy_diff=result["accuracy_diff"],
-                p_value=result["p_value"],
-                method=result["method"],
-                samples_needed_per_variant=needed,
-                additional_samples_needed=(
-                    None if needed is None else max(0, needed - min(base.labeled, challenger.labeled))
-                ),
-            )
+            comp.update(_compare_pair(base, challenger, alpha_per_test, power))
         comparisons.append(comp)
+    return comparisons
 
+
+def _compare_pair(base: VariantData, challenger: VariantData, alpha: float, power: float) -> dict[str, Any]:
+    """The test of one challenger against the baseline, and the labels per variant its gap needs at ``alpha``."""
+    result = compare_proportions(base.correct, base.labeled, challenger.correct, challenger.labeled)
+    needed = samples_needed(base.correct / base.labeled, challenger.correct / challenger.labeled, alpha, power)
+    return {
+        "accuracy_diff": result["accuracy_diff"],
+        "p_value": result["p_value"],
+        "method": result["method"],
+        "samples_needed_per_variant": needed,
+        "additional_samples_needed": (
+            None if needed is None else max(0, needed - min(base.labeled, challenger.labeled))
+        ),
+    }
+
+
+def _holm_decide(comparisons: list[dict[str, Any]], alpha: float) -> int:
+    """Holm-adjust the comparisons that have a p-value and decide each; returns how many were tested."""
     with_p = [c for c in comparisons if c["p_value"] is not None]
-    for comp, adjusted in zip(with_p, holm_adjust([c["p_value"] for c in with_p]).tolist()):
+    adjusted_p: list[float] = holm_adjust([c["p_value"] for c in with_p]).tolist()
+    for comp, adjusted in zip(with_p, adjusted_p, strict=True):
         comp["p_value_adjusted"] = adjusted
         comp["p_value_text"] = format_p(adjusted, alpha)
         comp["significant"] = bool(adjusted < alpha)
         if comp["significant"]:
             comp["winner"] = comp["challenger"] if comp["accuracy_diff"] > 0 else comp["baseline"]
+    return len(with_p)
 
-    headline = None
-    if comparisons:
-        # Undefined p-values sort last; ties keep input order. Copied so that a
-        # caller editing one block of the report does not silently edit the other.
-        headline = dict(
-            min(comparisons, key=lambda c: (c["p_value_adjusted"] is None, c["p_value_adjusted"] or 0.0))
-        )
 
-    srm = srm_test(
-        {v.version: v.requests for v in active},
-        {v.version: v.expected_share for v in active},
-        threshold=srm_threshold,
-    )
-    report: dict[str, Any] = {
-        "baseline": baseline,
-        "alpha": alpha,
-        "variants": summaries,
-        "comparisons": comparisons,
-        "comparison": headline,
-        "srm": srm,
-    }
-    report["recommendation"] = _recommend(report, active_versions, len(with_p))
-    return report
+def _headline(comparisons: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The comparison with the smallest adjusted p-value (a copy), or None when there is none."""
+    if not comparisons:
+        return None
+    # Undefined p-values sort last; ties keep input order. Copied so that a
+    # caller editing one block of the report does not silently edit the other.
+    return dict(min(comparisons, key=lambda c: (c["p_value_adjusted"] is None, c["p_value_adjusted"] or 0.0)))
 
 
 def _over_served(srm: dict[str, Any]) -> str:
@@ -325,7 +342,7 @@ def _recommend(report: dict[str, Any], active_versions: list[str], n_tests: int)
     alpha = report["alpha"]
     if srm["mismatch"]:
         return (
-            f"sample ratio mismatch ({format_p(srm['p_value'])}): traffic does not match the configured "
+            f"sample ratio mismatch ({srm['p_value_text']}): traffic does not match the configured "
             f"weights ({_over_served(srm)}), do not trust this comparison"
         )
     if not active_versions:
@@ -375,61 +392,85 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 def render_text(report: dict[str, Any]) -> str:
     """Render a build_report() result as a plain-text terminal report."""
     lines = [f"A/B report (baseline {report['baseline']}, alpha {report['alpha']:g})", ""]
-    header = ["version", "weight", "expected", "observed", "requests", "labeled"]
-    header += ["accuracy", "95% CI", "p50 ms", "p95 ms"]
-    rows = [header]
-    for version, s in report["variants"].items():
-        ci = s["accuracy_ci95"]
-        rows.append(
-            [
-                version,
-                str(s["weight"]),
-                _fmt(100.0 * s["expected_share"], ".1f", "%"),
-                _fmt(None if s["observed_share"] is None else 100.0 * s["observed_share"], ".1f", "%"),
-                str(s["requests"]),
-                str(s["labeled"]),
-                _fmt(None if s["accuracy"] is None else 100.0 * s["accuracy"], ".1f", "%"),
-                "-" if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]",
-                _fmt(s["latency_p50_ms"], ".1f"),
-                _fmt(s["latency_p95_ms"], ".1f"),
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines += _variant_table(report["variants"])
+    lines.append("")
+    lines += _comparison_lines(report["comparisons"], report["alpha"])
+    lines.append(_srm_line(report["srm"]))
+    lines.extend(["", f"Recommendation: {report['recommendation']}"])
+    return "\n".join(lines) + "\n"
+
+
+_TABLE_HEADER = [
+    "version",
+    "weight",
+    "expected",
+    "observed",
+    "requests",
+    "labeled",
+    "accuracy",
+    "95% CI",
+    "p50 ms",
+    "p95 ms",
+]
+
+
+def _variant_table(variants: dict[str, dict[str, Any]]) -> list[str]:
+    """The per-variant table, one line per version under a header, columns padded to their widest cell."""
+    rows = [_TABLE_HEADER] + [_variant_cells(version, s) for version, s in variants.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADER))]
+    lines = []
     for row in rows:
         # Version names read best left-aligned, numbers right-aligned.
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
+    return lines
 
-    lines.append("")
-    comparisons = report["comparisons"]
+
+def _variant_cells(version: str, s: dict[str, Any]) -> list[str]:
+    """One table row: a variant's summary as text cells in header order."""
+    ci = s["accuracy_ci95"]
+    return [
+        version,
+        str(s["weight"]),
+        _fmt(100.0 * s["expected_share"], ".1f", "%"),
+        _fmt(None if s["observed_share"] is None else 100.0 * s["observed_share"], ".1f", "%"),
+        str(s["requests"]),
+        str(s["labeled"]),
+        _fmt(None if s["accuracy"] is None else 100.0 * s["accuracy"], ".1f", "%"),
+        "-" if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]",
+        _fmt(s["latency_p50_ms"], ".1f"),
+        _fmt(s["latency_p95_ms"], ".1f"),
+    ]
+
+
+def _comparison_lines(comparisons: list[dict[str, Any]], alpha: float) -> list[str]:
+    """The comparisons block: a heading, then one line per challenger."""
     if not comparisons:
-        lines.append("Comparisons: none (fewer than two versions serving traffic)")
-    else:
-        n_tests = sum(c["p_value"] is not None for c in comparisons)
-        correction = " (Holm-adjusted)" if n_tests > 1 else ""
-        lines.append(f"Comparisons{correction}:")
-        for c in comparisons:
-            head = f"  {c['challenger']} vs {c['baseline']}: "
-            if c["p_value"] is None:
-                lines.append(head + "not enough labels")
-                continue
-            verdict = f"significant, winner {c['winner']}" if c["significant"] else "not significant"
-            more = c["additional_samples_needed"]
-            extra = "" if more is None or c["significant"] else f", ~{more} more labels per version needed"
-            adjusted = format_p(c["p_value_adjusted"], report["alpha"])
-            lines.append(
-                head
-                + f"diff {100.0 * c['accuracy_diff']:+.1f} pp, {format_p(c['p_value'])} "
-                + f"(adjusted {adjusted}, {c['method']}), {verdict}{extra}"
-            )
+        return ["Comparisons: none (fewer than two versions serving traffic)"]
+    n_tests = sum(c["p_value"] is not None for c in comparisons)
+    correction = " (Holm-adjusted)" if n_tests > 1 else ""
+    return [f"Comparisons{correction}:"] + [_comparison_line(c, alpha) for c in comparisons]
 
-    srm = report["srm"]
+
+def _comparison_line(c: dict[str, Any], alpha: float) -> str:
+    """One challenger against the baseline: the difference, raw and adjusted p-values, and the verdict."""
+    head = f"  {c['challenger']} vs {c['baseline']}: "
+    if c["p_value"] is None:
+        return head + "not enough labels"
+    verdict = f"significant, winner {c['winner']}" if c["significant"] else "not significant"
+    more = c["additional_samples_needed"]
+    extra = "" if more is None or c["significant"] else f", ~{more} more labels per version needed"
+    adjusted = format_p(c["p_value_adjusted"], alpha)
+    return (
+        head
+        + f"diff {100.0 * c['accuracy_diff']:+.1f} pp, {format_p(c['p_value'])} "
+        + f"(adjusted {adjusted}, {c['method']}), {verdict}{extra}"
+    )
+
+
+def _srm_line(srm: dict[str, Any]) -> str:
+    """The sample-ratio-mismatch check in one line."""
     status = "MISMATCH" if srm["mismatch"] else "ok"
     # statistic is None only when a 0%-share variant got traffic, i.e. chi-square is infinite.
     chi2 = "inf" if srm["statistic"] is None else f"{srm['statistic']:.2f}"
-    lines.append(
-        f"SRM: chi2 = {chi2}, {format_p(srm['p_value'])}, "
-        f"{status} (threshold {srm['threshold']:g})"
-    )
-    lines.extend(["", f"Recommendation: {report['recommendation']}"])
-    return "\n".join(lines) + "\n"
+    return f"SRM: chi2 = {chi2}, {srm['p_value_text']}, {status} (threshold {srm['threshold']:g})"

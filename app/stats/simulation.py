@@ -25,8 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.datasets import load_iris
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
@@ -42,10 +44,10 @@ MAX_MIXTURE_COMPONENTS = 4
 class GaussianClassModel:
     """A mixture with one multivariate Gaussian per class."""
 
-    means: np.ndarray
-    covariances: np.ndarray
-    weights: np.ndarray
-    _factors: np.ndarray = field(init=False, repr=False)
+    means: npt.NDArray[np.float64]
+    covariances: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+    _factors: npt.NDArray[np.float64] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Precompute a square root of every covariance for sampling."""
@@ -53,7 +55,7 @@ class GaussianClassModel:
         object.__setattr__(self, "_factors", factors)
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray) -> "GaussianClassModel":
+    def fit(cls, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> GaussianClassModel:
         """Fit per-class mean, full covariance and class frequency."""
         X = np.asarray(X, dtype=float)
         y = np.asarray(y)
@@ -69,9 +71,9 @@ class GaussianClassModel:
         n: int,
         rng: np.random.Generator,
         *,
-        shift: np.ndarray | None = None,
+        shift: npt.NDArray[np.float64] | None = None,
         round_to: float | None = None,
-    ) -> np.ndarray:
+    ) -> npt.NDArray[np.float64]:
         """Draw ``n`` rows, optionally shifted and rounded to a grid."""
         labels = rng.choice(self.weights.size, size=n, p=self.weights)
         noise = rng.standard_normal((n, self.means.shape[1]))
@@ -97,7 +99,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def iris_reference() -> tuple[np.ndarray, np.ndarray, list[str]]:
+def iris_reference() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], list[str]]:
     """The 120 Iris training rows, their labels and the feature names (80/20 stratified split, seed 42)."""
     iris = load_iris()
     X_train, _, y_train, _ = train_test_split(
@@ -106,7 +108,7 @@ def iris_reference() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return X_train, y_train, list(iris.feature_names)
 
 
-def round_to_grid(values: np.ndarray, step: float) -> np.ndarray:
+def round_to_grid(values: npt.NDArray[np.float64], step: float) -> npt.NDArray[np.float64]:
     """Round to multiples of ``step`` giving the same doubles as parsing e.g. "5.1"."""
     if step <= 0:
         raise ValueError("step must be > 0")
@@ -118,9 +120,9 @@ def round_to_grid(values: np.ndarray, step: float) -> np.ndarray:
     return np.round(values / step) * step
 
 
-def shift_vector(reference: np.ndarray, feature: int | None, shift_sd: float) -> np.ndarray:
+def shift_vector(reference: npt.NDArray[np.float64], feature: int | None, shift_sd: float) -> npt.NDArray[np.float64]:
     """Shift of ``shift_sd`` reference SDs on one feature, or on all when ``feature`` is None."""
-    sd = np.asarray(reference, dtype=float).std(axis=0, ddof=1)
+    sd: npt.NDArray[np.float64] = np.asarray(reference, dtype=float).std(axis=0, ddof=1)
     if feature is None:
         return shift_sd * sd
     shift = np.zeros_like(sd)
@@ -129,7 +131,7 @@ def shift_vector(reference: np.ndarray, feature: int | None, shift_sd: float) ->
 
 
 def iter_windows(
-    reference: np.ndarray,
+    reference: npt.NDArray[np.float64],
     source: GaussianClassModel,
     *,
     feature: int | None,
@@ -138,7 +140,7 @@ def iter_windows(
     window: int = DEFAULT_WINDOW,
     rng: np.random.Generator,
     rounded_fraction: float = 0.5,
-) -> Iterator[np.ndarray]:
+) -> Iterator[npt.NDArray[np.float64]]:
     """Yield ``windows`` shifted windows; the first ``rounded_fraction`` of them rounded to 0.1."""
     shift = shift_vector(reference, feature, shift_sd)
     n_rounded = round(windows * rounded_fraction)
@@ -147,7 +149,7 @@ def iter_windows(
 
 
 def detection_rate(
-    reference: np.ndarray,
+    reference: npt.NDArray[np.float64],
     source: GaussianClassModel,
     *,
     feature: int | None,
@@ -162,11 +164,17 @@ def detection_rate(
     if windows < 1:
         raise ValueError("windows must be >= 1")
     names = [f"x{j}" for j in range(np.shape(reference)[1])]
-    flagged = sum(
+    flagged: int = sum(
         detect_drift(reference, current, names, threshold=threshold)["drift_detected"]
         for current in iter_windows(
-            reference, source, feature=feature, shift_sd=shift_sd, windows=windows,
-            window=window, rng=rng, rounded_fraction=rounded_fraction,
+            reference,
+            source,
+            feature=feature,
+            shift_sd=shift_sd,
+            windows=windows,
+            window=window,
+            rng=rng,
+            rounded_fraction=rounded_fraction,
         )
     )
     return flagged / windows
@@ -174,13 +182,13 @@ def detection_rate(
 
 def simulate_scenario(
     name: str,
-    reference: np.ndarray,
+    reference: npt.NDArray[np.float64],
     feature_names: Sequence[str],
     rng: np.random.Generator,
     *,
     threshold: float,
-    labels: np.ndarray | None = None,
-) -> dict:
+    labels: npt.NDArray[np.int64] | None = None,
+) -> dict[str, Any]:
     """Run ``detect_drift`` on one rounded window of the named scenario."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose from {sorted(SCENARIOS)}")
@@ -192,7 +200,7 @@ def simulate_scenario(
     return detect_drift(reference, current, feature_names, threshold=threshold)
 
 
-def mixture_model(reference: np.ndarray) -> GaussianClassModel:
+def mixture_model(reference: npt.NDArray[np.float64]) -> GaussianClassModel:
     """Class Gaussians for unlabelled rows: a full-covariance mixture, components chosen by BIC."""
     reference = np.asarray(reference, dtype=float)
     # Without labels a single Gaussian would flatten multi-modal features
@@ -206,9 +214,10 @@ def mixture_model(reference: np.ndarray) -> GaussianClassModel:
     return GaussianClassModel(means=best.means_, covariances=best.covariances_, weights=best.weights_)
 
 
-def _covariance_root(covariance: np.ndarray) -> np.ndarray:
+def _covariance_root(covariance: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """A matrix L with L @ L.T == covariance, also for singular covariances."""
     # eigh instead of Cholesky: a class with a constant feature has a
     # singular covariance, which Cholesky rejects.
     values, vectors = np.linalg.eigh(covariance)
-    return vectors * np.sqrt(np.clip(values, 0.0, None))
+    root: npt.NDArray[np.float64] = vectors * np.sqrt(np.clip(values, 0.0, None))
+    return root

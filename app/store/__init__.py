@@ -1,7 +1,7 @@
 """The state store: experiment periods (weights history), the prediction log and feedback.
 
-``open_store(DATABASE_URL)`` returns the backend for the URL; ``app.store.contract`` says what every
-backend guarantees.
+``open_store(DATABASE_URL)`` returns the store for the URL. SQLite (``app.store.sqlite``) is the only
+backend so far; ``app.store.contract`` says what any backend must guarantee.
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ __all__ = [
 def open_store(database_url: str, *, busy_timeout: float = 5.0) -> Store:
     """The store for DATABASE_URL (sqlite:///relative.db or sqlite:////absolute.db)."""
     if database_url.startswith("sqlite:///"):
-        return SQLiteStore(Path(database_url[len("sqlite:///"):]), busy_timeout=busy_timeout)
+        return SQLiteStore(Path(database_url[len("sqlite:///") :]), busy_timeout=busy_timeout)
     scheme = database_url.split(":", 1)[0]
     if scheme in ("postgresql", "postgres"):
         raise ValueError("DATABASE_URL: the PostgreSQL backend is not part of this release; implement Store for it")
     raise ValueError(f"DATABASE_URL must start with sqlite:/// (got scheme {scheme!r})")
-
-

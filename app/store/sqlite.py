@@ -5,14 +5,16 @@ WAL mode: readers never wait for the writer; every write is one short ``BEGIN IM
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from collections.abc import Iterable, Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, TypeVar
 
 from app.store.contract import Experiment, LabelResult, PredictionRecord, StoreUnavailable, VariantCounts
 
@@ -45,6 +47,8 @@ CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value INTEGER NOT NULL
 
 LATENCY_SAMPLE_ROWS = 100_000
 
+_T = TypeVar("_T")
+
 
 class SQLiteStore:
     """SQLite in WAL mode; one connection per thread, every write in a short transaction."""
@@ -60,7 +64,7 @@ class SQLiteStore:
         # Several workers start at once: each statement is idempotent and retried while locked.
         self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         for statement in filter(None, (part.strip() for part in SCHEMA.split(";"))):
-            self._retry_locked(lambda sql=statement: conn.execute(sql))
+            self._retry_locked(functools.partial(conn.execute, statement))
 
     # -- connections -------------------------------------------------------------------------
 
@@ -68,7 +72,9 @@ class SQLiteStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+                )
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
@@ -77,7 +83,7 @@ class SQLiteStore:
                 self._connections.append(conn)
         return conn
 
-    def _retry_locked(self, action):
+    def _retry_locked(self, action: Callable[[], _T]) -> _T:
         """Run a statement at start-up, when several workers create the schema at once."""
         deadline = time.monotonic() + self._busy_timeout
         while True:
@@ -88,10 +94,11 @@ class SQLiteStore:
                     raise
                 time.sleep(0.01)
 
-    def _transaction(self):
+    def _transaction(self) -> _Transaction:
+        """``with self._transaction() as db``: one BEGIN IMMEDIATE … COMMIT on this thread's connection."""
         return _Transaction(self)
 
-    def _read(self, sql: str, params: Iterable = ()) -> list[tuple]:
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._conn().execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
@@ -101,10 +108,8 @@ class SQLiteStore:
         """Close every connection this store opened."""
         with self._lock:
             for conn in self._connections:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._connections.clear()
         self._local = threading.local()
 
@@ -112,7 +117,9 @@ class SQLiteStore:
 
     def latest_experiment(self) -> Experiment | None:
         """The experiment in force now, or None before the first start."""
-        rows = self._read("SELECT id, started_at, weights, env_weights, source FROM experiments ORDER BY id DESC LIMIT 1")
+        rows = self._read(
+            "SELECT id, started_at, weights, env_weights, source FROM experiments ORDER BY id DESC LIMIT 1"
+        )
         return _experiment(rows[0]) if rows else None
 
     def experiments(self) -> list[Experiment]:
@@ -136,13 +143,17 @@ class SQLiteStore:
             return self._insert_experiment(db, weights, env_weights, source)
 
     @staticmethod
-    def _insert_experiment(db: sqlite3.Connection, weights, env_weights, source: str) -> Experiment:
+    def _insert_experiment(
+        db: sqlite3.Connection, weights: dict[str, int], env_weights: dict[str, int], source: str
+    ) -> Experiment:
         started = time.time()
         cursor = db.execute(
             "INSERT INTO experiments (started_at, weights, env_weights, source) VALUES (?, ?, ?, ?)",
             (started, json.dumps(weights, sort_keys=True), json.dumps(env_weights, sort_keys=True), source),
         )
-        return Experiment(int(cursor.lastrowid), started, dict(weights), dict(env_weights), source)
+        if cursor.lastrowid is None:  # sqlite3 sets it after every successful INSERT
+            raise StoreUnavailable("the new experiment row has no id")
+        return Experiment(cursor.lastrowid, started, dict(weights), dict(env_weights), source)
 
     # -- model generation (hot reload across workers) ----------------------------------------
 
@@ -166,9 +177,15 @@ class SQLiteStore:
         """Append a batch of predictions in one transaction."""
         rows = [
             (
-                r.prediction_id, r.ts, r.experiment_id, r.model_version,
-                json.dumps([float(v) for v in r.features]), int(r.prediction),
-                json.dumps([round(float(p), 6) for p in r.probabilities]), float(r.latency_ms), r.user_hash,
+                r.prediction_id,
+                r.ts,
+                r.experiment_id,
+                r.model_version,
+                json.dumps([float(v) for v in r.features]),
+                int(r.prediction),
+                json.dumps([round(float(p), 6) for p in r.probabilities]),
+                float(r.latency_ms),
+                r.user_hash,
             )
             for r in records
         ]
@@ -196,7 +213,7 @@ class SQLiteStore:
         """Rows in the prediction log."""
         return int(self._read("SELECT COUNT(*) FROM predictions")[0][0])
 
-    def find_prediction(self, prediction_id: str) -> dict | None:
+    def find_prediction(self, prediction_id: str) -> dict[str, Any] | None:
         """One logged prediction by id."""
         rows = self._read(
             "SELECT prediction_id, ts, experiment_id, model_version, features, prediction, probabilities, "
@@ -207,9 +224,16 @@ class SQLiteStore:
             return None
         r = rows[0]
         return {
-            "prediction_id": r[0], "ts": r[1], "experiment_id": r[2], "model_version": r[3],
-            "features": json.loads(r[4]), "prediction": r[5], "probabilities": json.loads(r[6]),
-            "latency_ms": r[7], "user_hash": r[8], "label": r[9],
+            "prediction_id": r[0],
+            "ts": r[1],
+            "experiment_id": r[2],
+            "model_version": r[3],
+            "features": json.loads(r[4]),
+            "prediction": r[5],
+            "probabilities": json.loads(r[6]),
+            "latency_ms": r[7],
+            "user_hash": r[8],
+            "label": r[9],
         }
 
     # -- feedback and the A/B report ---------------------------------------------------------
@@ -276,7 +300,9 @@ class _Transaction:
             raise StoreUnavailable(str(exc)) from exc
         return self._db
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         assert self._db is not None
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
@@ -288,11 +314,13 @@ class _Transaction:
         return False
 
 
-def _experiment(row: tuple) -> Experiment:
+def _experiment(row: tuple[Any, ...]) -> Experiment:
+    """An experiments row (id, started_at, weights, env_weights, source) as an Experiment."""
     return Experiment(int(row[0]), float(row[1]), json.loads(row[2]), json.loads(row[3]), row[4])
 
 
-def _period(experiment_id: int | None, since: float | None) -> tuple[str, tuple]:
+def _period(experiment_id: int | None, since: float | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause and parameters selecting one experiment, or everything since a time, or all."""
     if experiment_id is not None:
         return "WHERE experiment_id = ?", (int(experiment_id),)
     if since is not None:

@@ -21,8 +21,8 @@ class DataError(ValueError):
 class Dataset:
     """Numeric features, integer-encoded target, and where they came from."""
 
-    X: np.ndarray
-    y: np.ndarray
+    X: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int64]
     feature_names: list[str]
     class_names: list[str]
     name: str

@@ -6,15 +6,14 @@ show a one-line message and carry on when the API is down, slow or confused.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
-DEFAULT_API_URL = "http://localhost:5000"
-DEFAULT_TIMEOUT_SECONDS = 3.0
+from app.settings import Settings
+
 _MAX_MESSAGE_CHARS = 240
 
 # Words for a failed status, used when the API sent no {"error": ...} of its own
@@ -48,18 +47,8 @@ def one_line(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _timeout_from_env() -> float:
-    raw = os.environ.get("API_TIMEOUT_SECONDS", "")
-    try:
-        value = float(raw)
-    except ValueError:
-        return DEFAULT_TIMEOUT_SECONDS
-    # A zero or negative timeout would make requests block forever or fail
-    # every call, neither of which an operator means by it.
-    return value if value > 0 else DEFAULT_TIMEOUT_SECONDS
-
-
 def _error_text(response: requests.Response) -> str:
+    """The API's own {"error": ...} text, or the start of a non-JSON body, or ""."""
     try:
         payload = response.json()
     except ValueError:
@@ -70,6 +59,7 @@ def _error_text(response: requests.Response) -> str:
 
 
 def _http_error(response: requests.Response) -> str:
+    """One line for a failed status: the API's words (or a hint for the status) and the code."""
     message = _error_text(response) or _STATUS_HINTS.get(response.status_code, "API error")
     return one_line(f"{message} (HTTP {response.status_code})")
 
@@ -77,18 +67,17 @@ def _http_error(response: requests.Response) -> str:
 class ApiClient:
     """Calls the model API with a timeout and turns every failure into a message."""
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self.base_url = base_url.strip().rstrip("/")
         self.timeout = timeout
         # Once the API is unreachable, later calls in the same page run would
         # each wait out the timeout again; remember the failure instead.
         self._unreachable: str | None = None
 
     @classmethod
-    def from_env(cls) -> ApiClient:
-        """Build a client from API_URL and API_TIMEOUT_SECONDS."""
-        base_url = os.environ.get("API_URL", "").strip() or DEFAULT_API_URL
-        return cls(base_url, _timeout_from_env())
+    def from_settings(cls, settings: Settings) -> ApiClient:
+        """Build a client from the api_url and api_timeout_seconds settings (API_URL, API_TIMEOUT_SECONDS)."""
+        return cls(settings.api_url, settings.api_timeout_seconds)
 
     def request(
         self,
@@ -110,23 +99,21 @@ class ApiClient:
                 timeout=self.timeout,
             )
         except requests.Timeout:
-            return self._mark_unreachable(
-                f"The API at {self.base_url} did not answer within {self.timeout:g} s"
-            )
+            return self._mark_unreachable(f"The API at {self.base_url} did not answer within {self.timeout:g} s")
         except requests.ConnectionError:
-            return self._mark_unreachable(
-                f"Cannot reach the API at {self.base_url}: is it running?"
-            )
+            return self._mark_unreachable(f"Cannot reach the API at {self.base_url}: is it running?")
         except requests.RequestException as exc:
             return ApiResult(error=one_line(f"Request to the API failed: {exc}"))
         return self._parse(response)
 
     def _mark_unreachable(self, message: str) -> ApiResult:
+        """Remember that the API is unreachable, so later calls of this run fail at once."""
         self._unreachable = one_line(message)
         return ApiResult(error=self._unreachable)
 
     @staticmethod
     def _parse(response: requests.Response) -> ApiResult:
+        """Turn a response into its JSON object, or a one-line error for a failed or odd reply."""
         status = response.status_code
         if status >= 400:
             return ApiResult(error=_http_error(response), status=status)
@@ -155,17 +142,17 @@ class ApiClient:
         return self.request("POST", "/feedback", {"prediction_id": prediction_id, "label": label})
 
     def config(self) -> ApiResult:
-        """GET /config: the current routing weights."""
+        """GET /config: the current routing weights and the traffic share the server derives from them."""
         return self.request("GET", "/config")
 
     def update_weights(self, weights: dict[str, int], token: str) -> ApiResult:
-        """PUT /config with new routing weights, authorised by the admin token."""
+        """PUT /config with new routing weights, authorised by the admin token; answers like GET /config."""
         return self.request("PUT", "/config", {"weights": weights}, token=token)
 
     def drift(self) -> ApiResult:
-        """GET /drift."""
+        """GET /drift: the drift score, the threshold it is judged against and per-feature results."""
         return self.request("GET", "/drift")
 
     def ab_report(self) -> ApiResult:
-        """GET /ab/report."""
+        """GET /ab/report: per-version numbers, the comparisons with their p-value text, SRM."""
         return self.request("GET", "/ab/report")

@@ -1,13 +1,13 @@
-"""Helpers of the API tests: OpenAPI schema checks and reading this process's counters."""
+"""Helpers of the API tests: OpenAPI schema checks and the requests served so far."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jsonschema
-from prometheus_client import REGISTRY
 
 from app.api.openapi import openapi_document
+from tests.helpers import counter
 
 
 def check_schema(response: Any, path: str, method: str = "get") -> None:
@@ -16,11 +16,6 @@ def check_schema(response: Any, path: str, method: str = "get") -> None:
     responses = doc["paths"][path][method]["responses"]
     schema = responses[str(response.status_code)]["content"]["application/json"]["schema"]
     jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(response.get_json())
-
-
-def counter(name: str, **labels: str) -> float:
-    """A sample of this process's default registry (the in-process app counts there), 0 when absent."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def served() -> float:

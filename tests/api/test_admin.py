@@ -37,7 +37,7 @@ def test_put_config_changes_weights_and_starts_an_experiment(client, app):
 
 
 @pytest.mark.parametrize(
-    "body, message",
+    ("body", "message"),
     [
         ({"weights": {"v1": -1}}, "between 0 and"),
         ({"weights": {"v1": 0, "v2": 0}}, "at least one weight"),

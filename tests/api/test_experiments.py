@@ -23,7 +23,7 @@ def test_feedback_roundtrip_and_correction(client):
 
 
 @pytest.mark.parametrize(
-    "body, status, message",
+    ("body", "status", "message"),
     [
         ({"prediction_id": "00000000-0000-0000-0000-000000000000", "label": 1}, 404, "no prediction with id"),
         ({"label": 1}, 400, "prediction_id must be"),

@@ -5,18 +5,26 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from app.flask_app import create_app, service_of
+from app.api import create_app, service_of
+from app.settings import Settings
 from tests.helpers import ADMIN
 
 JSON_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda children: st.one_of(st.lists(children, max_size=6), st.dictionaries(st.text(max_size=12), children, max_size=6)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=6), st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
     max_leaves=25,
 )
 FEATURE_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -24,20 +32,24 @@ PREDICT_BODIES = st.one_of(
     JSON_VALUES,
     st.fixed_dictionaries({"features": JSON_VALUES}),
     st.fixed_dictionaries({"features": st.lists(JSON_SCALARS, min_size=4, max_size=4)}),
-    st.fixed_dictionaries({"features": st.dictionaries(st.sampled_from(FEATURE_NAMES + ["x"]), JSON_SCALARS)}),
+    st.fixed_dictionaries({"features": st.dictionaries(st.sampled_from([*FEATURE_NAMES, "x"]), JSON_SCALARS)}),
     st.fixed_dictionaries({"instances": st.lists(st.lists(JSON_SCALARS, min_size=4, max_size=4), max_size=5)}),
-    st.fixed_dictionaries({"features": st.lists(st.floats(width=32), min_size=4, max_size=4),
-                           "user_id": JSON_VALUES}),
+    st.fixed_dictionaries({"features": st.lists(st.floats(width=32), min_size=4, max_size=4), "user_id": JSON_VALUES}),
 )
 
 
 @pytest.fixture(scope="module")
 def fuzz_client(trained_models, tmp_path_factory):
-    from app.settings import Settings
-
     tmp = tmp_path_factory.mktemp("fuzz")
-    app = create_app(Settings.from_env({}, models_dir=trained_models, database_url=f"sqlite:///{tmp / 'db'}",
-                                       admin_token="test-token", feedback_wait_seconds=0.0))
+    app = create_app(
+        Settings.from_env(
+            {},
+            models_dir=trained_models,
+            database_url=f"sqlite:///{tmp / 'db'}",
+            admin_token="test-token",
+            feedback_wait_seconds=0.0,
+        )
+    )
     yield app.test_client()
     service_of(app).stop()
 
@@ -50,8 +62,13 @@ def assert_json_below_500(response) -> None:
 
 
 # derandomize: the same examples on every run, so CI is reproducible (run with a random seed locally to explore).
-COMMON = dict(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+COMMON = {
+    "max_examples": 150,
+    "deadline": None,
+    "derandomize": True,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}
 
 
 @given(body=PREDICT_BODIES)
@@ -74,8 +91,9 @@ def test_predict_never_fails_on_any_bytes(fuzz_client, raw):
 @hsettings(**COMMON)
 def test_feedback_and_config_never_fail(fuzz_client, body, user):
     assert_json_below_500(fuzz_client.post("/feedback", data=json.dumps(body), content_type="application/json"))
-    assert_json_below_500(fuzz_client.put("/config", data=json.dumps(body), content_type="application/json",
-                                          headers=ADMIN))
+    assert_json_below_500(
+        fuzz_client.put("/config", data=json.dumps(body), content_type="application/json", headers=ADMIN)
+    )
     r = fuzz_client.post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, headers={"X-User-ID": user})
     assert_json_below_500(r)
 

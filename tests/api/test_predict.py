@@ -76,11 +76,14 @@ BAD_BODIES = [
     (b'{"features": [-Infinity, 3.5, 1.4, 0.2]}', "Infinity"),
     (b'{"features": [1e999, 3.5, 1.4, 0.2]}', "finite"),
     (b'{"features": [1e300, 3.5, 1.4, 0.2]}', "too large"),
-    (b'{"features": [' + b"9" * 400 + b', 3.5, 1.4, 0.2]}', "too large"),
-    (b'{"features": [' + b"9" * 5000 + b', 3.5, 1.4, 0.2]}', "not valid JSON"),
+    (b'{"features": [' + b"9" * 400 + b", 3.5, 1.4, 0.2]}", "too large"),
+    (b'{"features": [' + b"9" * 5000 + b", 3.5, 1.4, 0.2]}", "not valid JSON"),
     (b'{"features": "5.1,3.5,1.4,0.2"}', "list of 4 numbers"),
     (b'{"features": {"sepal_length": 5.1}}', "missing feature"),
-    (b'{"features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "x": 1}}', "unknown feature"),
+    (
+        b'{"features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "x": 1}}',
+        "unknown feature",
+    ),
     (b'{"features": [5.1, 3.5, 1.4, 0.2], "feature": 1}', "unknown field"),
     (b'{"features": [5.1, 3.5, 1.4, 0.2], "instances": [[5.1, 3.5, 1.4, 0.2]]}', "exactly one of"),
     (b'{"instances": []}', "empty"),
@@ -97,9 +100,7 @@ BAD_BODIES = [
 ]
 
 
-
-
-@pytest.mark.parametrize("body, message", BAD_BODIES, ids=[m + str(i) for i, (_, m) in enumerate(BAD_BODIES)])
+@pytest.mark.parametrize(("body", "message"), BAD_BODIES, ids=[m + str(i) for i, (_, m) in enumerate(BAD_BODIES)])
 def test_bad_input_is_a_clear_400_and_changes_nothing(client, app, body, message):
     served_before = served()
     requests_before = counter("prediction_requests_total")

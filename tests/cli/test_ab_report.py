@@ -17,7 +17,11 @@ from app.store import PredictionRecord, SQLiteStore
 def run(args: list[str], database) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
     return subprocess.run(
-        [sys.executable, "-m", "app.ab_report", *args], cwd=REPO_DIR, capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "app.ab_report", *args],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=60,
     )
 

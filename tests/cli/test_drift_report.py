@@ -15,14 +15,21 @@ from app.store import PredictionRecord, SQLiteStore
 
 
 def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "app/monitoring.py", *args], cwd=REPO_DIR, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "app/monitoring.py", *args],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def fill(database, rows: np.ndarray) -> None:
     store = SQLiteStore(database)
-    store.write_predictions([PredictionRecord(f"p{i}", time.time(), 1, "v1", row.tolist(), 0, [1, 0, 0], 1.0)
-                             for i, row in enumerate(rows)])
+    store.write_predictions(
+        [PredictionRecord(f"p{i}", time.time(), 1, "v1", row.tolist(), 0, [1, 0, 0], 1.0) for i, row in enumerate(rows)]
+    )
     store.close()
 
 

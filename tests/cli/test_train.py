@@ -52,7 +52,7 @@ def test_bring_your_own_csv(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, target, reason",
+    ("content", "target", "reason"),
     [
         ("a,b,label\n1,2,x\n3,4,y\n", "missing", "target column 'missing' not found"),
         ("a,b,label\n1,oops,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "'b' is not numeric"),

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 def start_period(api, weights: dict) -> int:
     """Change the weights and wait until every worker routes under the new experiment period."""
-    new_id = requests.put(f"{api.url}/config", json={"weights": weights}, headers=ADMIN, timeout=5).json()["experiment"]["id"]
+    new_id = requests.put(f"{api.url}/config", json={"weights": weights}, headers=ADMIN, timeout=5).json()[
+        "experiment"
+    ]["id"]
     workers: set[str] = set()
 
     def both_workers_switched() -> bool:
@@ -30,6 +33,11 @@ def start_period(api, weights: dict) -> int:
 
     wait_until(both_workers_switched, timeout=1.5, interval=0.01, message="every worker on the new period")
     return new_id
+
+
+def accuracy_gauge_is(url: str, version: str, expected: float) -> Callable[[], bool]:
+    """A check for wait_until: the model_accuracy gauge of ``version`` reads ``expected``."""
+    return lambda: value(scrape(url), "model_accuracy", version=version) == pytest.approx(expected)
 
 
 def test_verdict_counts_and_srm(api_server_factory):
@@ -46,8 +54,9 @@ def test_verdict_counts_and_srm(api_server_factory):
     for version, predictions in served.items():
         for i, p in enumerate(predictions):
             right = version == "v1" or i % 10 < 7
-            labels.append({"prediction_id": p["prediction_id"],
-                           "label": p["prediction"] if right else (p["prediction"] + 1) % 3})
+            labels.append(
+                {"prediction_id": p["prediction_id"], "label": p["prediction"] if right else (p["prediction"] + 1) % 3}
+            )
             expected_correct[version] += right
     before = scrape(api.url)
     half = len(labels) // 2
@@ -71,37 +80,66 @@ def test_verdict_counts_and_srm(api_server_factory):
     assert comparison["baseline"] == "v1" and comparison["challenger"] == "v2"
     assert comparison["significant"] is True and comparison["p_value"] < 0.001 and comparison["winner"] == "v1"
     assert report["srm"]["mismatch"] is False
-    assert report["recommendation"].startswith("v1 is more accurate") and "shift traffic to v1" in report["recommendation"]
+    assert (
+        report["recommendation"].startswith("v1 is more accurate") and "shift traffic to v1" in report["recommendation"]
+    )
 
     after = scrape(api.url)
     for version in ("v1", "v2"):
         correct = expected_correct[version]
         wrong = len(served[version]) - correct
-        assert value(after, "prediction_feedback_total", version=version, outcome="correct") - \
-            value(before, "prediction_feedback_total", version=version, outcome="correct") == correct
-        assert value(after, "prediction_feedback_total", version=version, outcome="incorrect") - \
-            value(before, "prediction_feedback_total", version=version, outcome="incorrect") == wrong
+        assert (
+            value(after, "prediction_feedback_total", version=version, outcome="correct")
+            - value(before, "prediction_feedback_total", version=version, outcome="correct")
+            == correct
+        )
+        assert (
+            value(after, "prediction_feedback_total", version=version, outcome="incorrect")
+            - value(before, "prediction_feedback_total", version=version, outcome="incorrect")
+            == wrong
+        )
         # a gauge computed at scrape time, cached at most a second per worker
-        wait_until(lambda: value(scrape(api.url), "model_accuracy", version=version)
-                   == pytest.approx(correct / len(served[version])), timeout=2.0, message=f"model_accuracy {version}")
+        wait_until(
+            accuracy_gauge_is(api.url, version, correct / len(served[version])),
+            timeout=2.0,
+            message=f"model_accuracy {version}",
+        )
 
-    cli = subprocess.run([sys.executable, "-m", "app.ab_report", "--json"], cwd=REPO_DIR, capture_output=True,
-                         text=True, env={**os.environ, "DATABASE_URL": api.env["DATABASE_URL"]}, check=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "app.ab_report", "--json"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": api.env["DATABASE_URL"]},
+        check=True,
+        timeout=120,
+    )
     from_cli = json.loads(cli.stdout)
     assert {v: from_cli["variants"][v]["correct"] for v in ("v1", "v2")} == expected_correct
-    text = subprocess.run([sys.executable, "-m", "app.ab_report"], cwd=REPO_DIR, capture_output=True, text=True,
-                          env={**os.environ, "DATABASE_URL": api.env["DATABASE_URL"]}, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "app.ab_report"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": api.env["DATABASE_URL"]},
+        check=True,
+        timeout=120,
+    ).stdout
     assert "v1 is more accurate" in text
 
     # A new period in which one heavy sticky user dominates: the split no longer matches 50/50.
     start_period(api, {"v1": 50, "v2": 50})
     heavy = post_many(api.url, [{"features": rows[0], "user_id": "heavy-user"}] * 300)
     light = post_many(api.url, [{"features": rows[0]}] * 100)
+    assert all(r.status_code == 200 for r in heavy + light)
     assert len({r.json()["model_version"] for r in heavy}) == 1
+
     # every worker's log reaches the store within a second (one flush interval plus margin)
-    report = wait_until(lambda: (lambda rep: rep if sum(v["requests"] for v in rep["variants"].values()) == 400
-                                 else None)(requests.get(f"{api.url}/ab/report", timeout=10).json()),
-                        timeout=1.0, message="all 400 predictions in the report")
+    def report_with_all_400() -> dict | None:
+        rep = requests.get(f"{api.url}/ab/report", timeout=10).json()
+        return rep if sum(v["requests"] for v in rep["variants"].values()) == 400 else None
+
+    report = wait_until(report_with_all_400, timeout=1.0, message="all 400 predictions in the report")
     assert report["srm"]["mismatch"] is True and report["srm"]["p_value"] < 0.001
     assert report["recommendation"].startswith("sample ratio mismatch")
     # the whole history (?since=) still holds the first period's labels

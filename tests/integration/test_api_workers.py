@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
+import socket
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ADMIN, SETOSA, post_many, scrape, total, value, wait_until
 
@@ -37,13 +35,20 @@ def test_counters_are_exact_across_workers(live_api):
     after = scrape(live_api.url)
     by_version = {v: sum(r.headers.get("X-Model-Version") == v for r in responses) for v in ("v1", "v2")}
     assert value(after, "prediction_requests_total") - value(before, "prediction_requests_total") == good + bad
-    assert value(after, "prediction_errors_total", code="400") - value(before, "prediction_errors_total", code="400") == bad
+    assert (
+        value(after, "prediction_errors_total", code="400") - value(before, "prediction_errors_total", code="400")
+        == bad
+    )
     for version, count in by_version.items():
-        assert (value(after, "model_version_requests_total", version=version)
-                - value(before, "model_version_requests_total", version=version)) == count
+        assert (
+            value(after, "model_version_requests_total", version=version)
+            - value(before, "model_version_requests_total", version=version)
+        ) == count
     assert total(after, "prediction_latency_seconds_count") - total(before, "prediction_latency_seconds_count") == good
-    assert (total(after, "predictions_total", **{"class": "setosa"})
-            - total(before, "predictions_total", **{"class": "setosa"})) == good
+    assert (
+        total(after, "predictions_total", **{"class": "setosa"})
+        - total(before, "predictions_total", **{"class": "setosa"})
+    ) == good
 
 
 def test_batch_rows_count_as_predictions(live_api):
@@ -67,20 +72,24 @@ def test_config_change_reaches_every_worker_within_a_second(live_api):
     only = "v2" if target["v2"] else "v1"
     r = requests.put(f"{live_api.url}/config", json={"weights": target}, headers=ADMIN, timeout=5)
     assert r.status_code == 200
-    changed_at = time.monotonic()
-    while time.monotonic() - changed_at < 1.0:  # traffic during the propagation window
-        post_many(live_api.url, [{"features": SETOSA}] * 8, threads=4)
-    responses = post_many(live_api.url, [{"features": SETOSA}] * 200)
-    assert len({r.headers["X-Served-By"] for r in responses}) == 2
-    assert {r.json()["model_version"] for r in responses} == {only}
-    configs = [requests.get(f"{live_api.url}/config", timeout=5) for _ in range(20)]
-    assert {c.json()["weights"][only] for c in configs} == {7}
-    samples = scrape(live_api.url)
-    assert value(samples, "model_traffic_weight", version=only) == 7
-    requests.put(f"{live_api.url}/config", json={"weights": {"v1": 50, "v2": 50}}, headers=ADMIN, timeout=5)
+    try:
+        changed_at = time.monotonic()
+        while time.monotonic() - changed_at < 1.0:  # traffic during the propagation window
+            post_many(live_api.url, [{"features": SETOSA}] * 8, threads=4)
+        responses = post_many(live_api.url, [{"features": SETOSA}] * 200)
+        assert len({r.headers["X-Served-By"] for r in responses}) == 2
+        assert {r.json()["model_version"] for r in responses} == {only}
+        configs = [requests.get(f"{live_api.url}/config", timeout=5) for _ in range(20)]
+        assert {c.json()["weights"][only] for c in configs} == {7}
+        samples = scrape(live_api.url)
+        assert value(samples, "model_traffic_weight", version=only) == 7
+    finally:
+        # The server is shared by the module's tests: put the weights back even when this test fails.
+        restored = requests.put(f"{live_api.url}/config", json={"weights": current}, headers=ADMIN, timeout=5)
+        assert restored.status_code == 200, restored.text
 
 
-def test_reload_reaches_every_worker(api_server_factory, tmp_path):
+def test_reload_reaches_every_worker(api_server_factory):
     server = api_server_factory()
     with open(server.models_dir / "model_v2.pkl", "ab") as handle:
         handle.write(b"tampered")
@@ -101,7 +110,7 @@ def test_reload_reaches_every_worker(api_server_factory, tmp_path):
     assert all(r.status_code == 200 for r in responses)  # v2 keeps serving its previous model
 
 
-def test_clean_shutdown_loses_no_logged_prediction(api_server_factory, tmp_path):
+def test_clean_shutdown_loses_no_logged_prediction(api_server_factory):
     server = api_server_factory()
     responses = post_many(server.url, [{"instances": [SETOSA] * 3}] * 100)
     assert all(r.status_code == 200 for r in responses)
@@ -117,8 +126,11 @@ def test_logged_prediction_is_readable_within_a_second(live_api):
     pid = r.json()["prediction_id"]
     start = time.monotonic()
     with sqlite3.connect(live_api.database) as db:
-        wait_until(lambda: db.execute("SELECT 1 FROM predictions WHERE prediction_id = ?", (pid,)).fetchone(),
-                   timeout=1.0, message="the prediction row")
+        wait_until(
+            lambda: db.execute("SELECT 1 FROM predictions WHERE prediction_id = ?", (pid,)).fetchone(),
+            timeout=1.0,
+            message="the prediction row",
+        )
     assert time.monotonic() - start <= 1.0
 
 
@@ -131,8 +143,9 @@ def test_runtime_weights_survive_restart_until_environment_changes(api_server_fa
     second = api_server_factory(database=database, name="second")
     assert requests.get(f"{second.url}/config", timeout=5).json()["weights"] == {"v1": 90, "v2": 10}
     second.stop()
-    third = api_server_factory(database=database, name="third",
-                               extra_env={"MODEL_V1_WEIGHT": "70", "MODEL_V2_WEIGHT": "30"})
+    third = api_server_factory(
+        database=database, name="third", extra_env={"MODEL_V1_WEIGHT": "70", "MODEL_V2_WEIGHT": "30"}
+    )
     config = requests.get(f"{third.url}/config", timeout=5).json()
     assert config["weights"] == {"v1": 70, "v2": 30} and config["experiment"]["source"] == "env"
     assert (config["model_v1_weight"], config["model_v2_weight"], config["total_weight"]) == (70, 30, 100)
@@ -141,8 +154,6 @@ def test_runtime_weights_survive_restart_until_environment_changes(api_server_fa
 @pytest.mark.parametrize("path", ["/predict", "/feedback"])
 def test_malformed_chunked_body_is_a_json_400(live_api, path):
     """gunicorn's own body reader fails on a bad chunk size; the client still gets a JSON 400."""
-    import socket
-
     with socket.create_connection(("127.0.0.1", live_api.port), timeout=5) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -3,7 +3,9 @@ stale pid files are not trusted; a start that fails part-way leaves nothing runn
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -37,8 +39,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run_demo(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["./run_demo.sh", *args], cwd=REPO_DIR, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        ["./run_demo.sh", *args], cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _listening(port: int) -> bool:
@@ -66,21 +69,14 @@ def _processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
 
 
 def test_run_demo_start_status_stop(tmp_path):
-    ports = {"API_PORT": free_port(), "UI_PORT": free_port(), "PROMETHEUS_PORT": free_port()}
-    env = {
-        **os.environ,
-        **{k: str(v) for k, v in ports.items()},
-        "RUN_MODE": "native",
-        "RUN_DIR": str(tmp_path / "run"),
-        "MODELS_DIR": str(tmp_path / "models"),  # empty: the script must train
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-        "API_WORKERS": "2",
-        "BIND_HOST": "127.0.0.1",
-    }
+    env = _env(tmp_path)  # MODELS_DIR is empty: the script must train
+    ports = {name: int(env[name]) for name in ("API_PORT", "UI_PORT", "PROMETHEUS_PORT")}
 
     def script(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["./run_demo.sh", *args], cwd=REPO_DIR, env=env, capture_output=True, text=True,
-                              timeout=300, check=check)
+        result = _run_demo(env, *args)
+        if check:
+            assert result.returncode == 0, f"run_demo.sh {args}:\n{result.stdout}\n{result.stderr}"
+        return result
 
     try:
         started = script()
@@ -114,11 +110,6 @@ def test_run_demo_start_status_stop(tmp_path):
         requests.get(f"http://127.0.0.1:{ports['API_PORT']}/health", timeout=2)
 
 
-def test_run_demo_prometheus_has_no_lifecycle_api():
-    """--web.enable-lifecycle would let anyone who reaches the port POST /-/quit."""
-    assert "--web.enable-lifecycle" not in (Path(REPO_DIR) / "run_demo.sh").read_text(encoding="utf-8")
-
-
 def test_run_demo_ignores_a_stale_pid_file_whose_pid_was_reused(tmp_path):
     """Pid files naming a process that is not our service: status says stopped, stop leaves it alone."""
     env = _env(tmp_path)
@@ -150,34 +141,48 @@ def test_run_demo_ignores_a_stale_pid_file_whose_pid_was_reused(tmp_path):
 
 
 def test_run_demo_failed_start_stops_what_it_started(tmp_path, models_dir):
-    """Prometheus dies at start: run_demo.sh fails, naming it, and the API and the UI are stopped too."""
+    """Prometheus dies at start: run_demo.sh fails, naming it, and the API and the UI are stopped too.
+
+    The fake prometheus records its arguments: run_demo.sh must start it on the config it wrote and
+    without --web.enable-lifecycle, which would let anyone who reaches the port POST /-/quit.
+    """
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     fake = fake_bin / "prometheus"
-    fake.write_text("#!/bin/sh\necho 'fake prometheus: refusing to start' >&2\nexit 1\n", encoding="utf-8")
+    argv_log = tmp_path / "prometheus-argv"
+    fake.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv_log}\necho 'fake prometheus: refusing to start' >&2\nexit 1\n",
+        encoding="utf-8",
+    )
     fake.chmod(0o755)
     env = _env(tmp_path, MODELS_DIR=str(models_dir), PATH=f"{fake_bin}:{os.environ['PATH']}")
     run_dir = Path(env["RUN_DIR"])
     ports = [int(env["API_PORT"]), int(env["UI_PORT"])]
 
     def ours() -> list[tuple[int, str]]:
-        return [(pid, cmd) for pid, cmd in _processes_with_env("RUN_DIR", str(run_dir))
-                if "gunicorn" in cmd or "streamlit" in cmd]
+        return [
+            (pid, cmd)
+            for pid, cmd in _processes_with_env("RUN_DIR", str(run_dir))
+            if "gunicorn" in cmd or "streamlit" in cmd
+        ]
 
     try:
         result = _run_demo(env)
         assert result.returncode != 0, result.stdout + result.stderr
         assert "prometheus" in result.stderr.lower(), result.stderr
         assert "starting the API" in result.stdout and "api is up" in result.stdout, result.stdout
-        wait_until(lambda: not any(_listening(port) for port in ports), timeout=30,
-                   message="the API and UI ports to be closed")
+        argv = argv_log.read_text(encoding="utf-8").splitlines()
+        assert f"--config.file={run_dir / 'prometheus.yml'}" in argv, argv
+        assert f"--web.listen-address=127.0.0.1:{env['PROMETHEUS_PORT']}" in argv, argv
+        assert not [a for a in argv if a.startswith("--web.enable-lifecycle")], argv
+        wait_until(
+            lambda: not any(_listening(port) for port in ports), timeout=30, message="the API and UI ports to be closed"
+        )
         wait_until(lambda: not ours(), timeout=30, message=f"no gunicorn/streamlit left from {run_dir}")
         assert not (run_dir / "mode").exists(), "the stopped stack leaves no mode file"
         assert not any((run_dir / f"{name}.pid").exists() for name in SERVICES)
     finally:
         _run_demo(env, "stop", timeout=120)
         for pid, _ in ours():  # last resort, so a failure here leaves nothing behind
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -6,12 +6,11 @@ import sqlite3
 import time
 
 import pytest
-from prometheus_client import REGISTRY
 
 from app.serving import metrics
 from app.serving.prediction_log import PredictionLog
 from app.store import PredictionRecord, SQLiteStore
-from tests.helpers import wait_until
+from tests.helpers import counter, wait_until
 
 
 def record(i: int) -> PredictionRecord:
@@ -31,7 +30,8 @@ def store(tmp_path):
 
 
 def lost(reason: str) -> float:
-    return REGISTRY.get_sample_value("prediction_log_errors_total", {"reason": reason}) or 0.0
+    """Rows the prediction log has counted as lost for ``reason``."""
+    return counter("prediction_log_errors_total", reason=reason)
 
 
 def test_log_flushes_off_the_request_path(store):
@@ -65,25 +65,32 @@ def test_retention_is_bounded(store):
 
 def test_locked_store_loses_rows_counted_never_raised(store):
     seen = []
-    log = started(PredictionLog(
-        store, flush_seconds=0.01,
-        on_lost=lambda reason, n: (seen.append((reason, n)), metrics.LOG_ERRORS.labels(reason).inc(n)),
-    ))
-    blocker = sqlite3.connect(store.path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    before = lost("store_unavailable")
+    log = started(
+        PredictionLog(
+            store,
+            flush_seconds=0.01,
+            on_lost=lambda reason, n: (seen.append((reason, n)), metrics.LOG_ERRORS.labels(reason).inc(n)),
+        )
+    )
     try:
-        log.record([record(i) for i in range(5)])
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        before = lost("store_unavailable")
+        try:
+            log.record([record(i) for i in range(5)])
+            assert log.flush(timeout=5)
+            assert seen == [("store_unavailable", 5)]
+            assert lost("store_unavailable") == before + 5
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # Unlocked, the next rows are written: the lost ones are not retried behind them.
+        log.record([record(100)])
         assert log.flush(timeout=5)
+        assert store.count_predictions() == 1 and store.find_prediction("id-100") is not None
         assert seen == [("store_unavailable", 5)]
-        assert lost("store_unavailable") == before + 5
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-    log.record([record(100)])
-    log.flush()
-    assert store.count_predictions() == 1
-    log.close()
+        log.close()
 
 
 def test_full_queue_drops_and_counts(store):

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
 
+import app.serving.predictor as predictor_module
 from app.serving.predictor import FastForest, SklearnPredictor, build_predictor
 from app.serving.registry import load_model_set
 
@@ -63,7 +65,7 @@ def test_build_predictor_backends(model_set):
     estimator = model_set.versions["v1"].estimator
     assert isinstance(build_predictor(estimator, "fast"), FastForest)
     assert isinstance(build_predictor(estimator, "sklearn"), SklearnPredictor)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown backend 'onnx'"):
         build_predictor(estimator, "onnx")
 
 
@@ -76,8 +78,6 @@ def test_compiled_and_array_paths_agree_at_every_batch_size(model_set, rows):
 
 
 def test_deep_forests_fall_back_to_the_array_walk(model_set, monkeypatch):
-    import app.serving.predictor as predictor_module
-
     monkeypatch.setattr(predictor_module, "_MAX_COMPILED_DEPTH", 0)
     estimator = model_set.versions["v1"].estimator
     forest = FastForest(estimator)
@@ -86,10 +86,8 @@ def test_deep_forests_fall_back_to_the_array_walk(model_set, monkeypatch):
     np.testing.assert_allclose(forest.predict_proba(X), estimator.predict_proba(X), rtol=0, atol=1e-12)
 
 
-def test_many_classes_and_features(tmp_path):
+def test_many_classes_and_features():
     """A forest on other data (7 features, 5 classes) compiles and agrees too."""
-    from sklearn.ensemble import RandomForestClassifier
-
     rng = np.random.default_rng(3)
     X = rng.normal(size=(400, 7))
     y = (X[:, 0] * 2 + X[:, 3] > 0).astype(int) + (X[:, 5] > 0.5).astype(int) * 2 + (X[:, 6] > 1.2).astype(int)
@@ -102,11 +100,10 @@ def test_many_classes_and_features(tmp_path):
 
 def test_weighted_forest_matches_bit_for_bit():
     """Leaf values are used exactly as this scikit-learn returns them (class weights make them uneven)."""
-    from sklearn.ensemble import RandomForestClassifier
-
     X, y = load_iris(return_X_y=True)
-    estimator = RandomForestClassifier(n_estimators=40, max_depth=6, class_weight="balanced_subsample",
-                                       random_state=1).fit(X, y)
+    estimator = RandomForestClassifier(
+        n_estimators=40, max_depth=6, class_weight="balanced_subsample", random_state=1
+    ).fit(X, y)
     forest = FastForest(estimator)
     probe = random_rows(2000, seed=9)
     np.testing.assert_array_equal(forest.predict_proba(probe), estimator.predict_proba(probe))
@@ -116,8 +113,6 @@ def test_weighted_forest_matches_bit_for_bit():
 
 def test_infinite_thresholds_compile():
     """Trees grown on data with missing values split at +inf; the compiled code must handle it."""
-    from sklearn.ensemble import RandomForestClassifier
-
     X, y = load_iris(return_X_y=True)
     X = X.copy()
     X[::7, 2] = np.nan

@@ -1,5 +1,6 @@
 """Integrity before unpickling, and reloads that never drop a working model."""
 
+import dataclasses
 import json
 
 import joblib
@@ -33,7 +34,7 @@ def test_no_manifest_means_nothing_serves(tmp_path):
     assert "manifest.json not found" in model_set.failed["manifest"]
 
 
-def test_reload_keeps_previous_model_when_new_files_fail(models_dir, trained_models):
+def test_reload_keeps_previous_model_when_new_files_fail(models_dir):
     first = load_model_set(models_dir)
     manifest = json.loads((models_dir / "manifest.json").read_text())
     manifest["versions"]["v1"]["sha256"] = "0" * 64  # the new set claims a file that is not there
@@ -44,13 +45,20 @@ def test_reload_keeps_previous_model_when_new_files_fail(models_dir, trained_mod
     assert second.versions["v2"].predictor is first.versions["v2"].predictor  # unchanged: reused
 
 
-def test_reload_picks_up_a_retrained_version(models_dir, tmp_path):
+def test_reload_picks_up_a_retrained_version(models_dir):
     first = load_model_set(models_dir)
-    train(load_iris_dataset(), models_dir, log=lambda *_: None)
+    # Iris in reverse row order: the same features and classes, another training split, other forests.
+    iris = load_iris_dataset()
+    train(dataclasses.replace(iris, X=iris.X[::-1].copy(), y=iris.y[::-1].copy()), models_dir, log=lambda *_: None)
     manifest = json.loads((models_dir / "manifest.json").read_text())
-    assert manifest["versions"]["v1"]["sha256"] == sha256_file(models_dir / "model_v1.pkl")
     second = load_model_set(models_dir, previous=first)
-    assert second.status == "healthy"
+    assert second.status == "healthy" and not second.failed
+    for version in ("v1", "v2"):
+        new_sha = sha256_file(models_dir / f"model_{version}.pkl")
+        assert manifest["versions"][version]["sha256"] == new_sha != first.versions[version].sha256
+        assert second.versions[version].sha256 == new_sha
+        assert second.versions[version].estimator is not first.versions[version].estimator
+        assert second.versions[version].predictor is not first.versions[version].predictor
 
 
 def test_training_stats_tampering_disables_drift_only(models_dir):

@@ -7,17 +7,18 @@ import time
 
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY
 
 from app.errors import BadRequest
 from app.serving.service import Service
 from app.store import StoreUnavailable
+from tests.helpers import counter, wait_until
 
 SETOSA = np.array([[5.1, 3.5, 1.4, 0.2]])
 
 
 def lost(reason: str) -> float:
-    return REGISTRY.get_sample_value("prediction_log_errors_total", {"reason": reason}) or 0.0
+    """Rows the prediction log has counted as lost for ``reason``."""
+    return counter("prediction_log_errors_total", reason=reason)
 
 
 def test_predict_routes_logs_and_answers(service):
@@ -56,10 +57,9 @@ def test_a_second_worker_adopts_a_change_within_a_poll(service, settings):
     other.start()
     try:
         service.set_weights({"v1": 90, "v2": 10})
-        deadline = time.monotonic() + 5
-        while other.experiment.weights != {"v1": 90, "v2": 10} and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert other.experiment == service.experiment
+        # state_poll_seconds is 0.1 in these settings: a few polls, not the whole timeout.
+        wait_until(lambda: other.experiment == service.experiment, timeout=2, message="the other worker adopting")
+        assert other.state.router.weights == {"v1": 90, "v2": 10}
     finally:
         other.stop()
 

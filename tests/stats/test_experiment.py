@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -49,9 +50,7 @@ def test_wilson_known_case() -> None:
     assert hi == pytest.approx(0.9433, abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("k", "n"), [(0, 1), (1, 1), (0, 10), (10, 10), (3, 7), (50, 100), (95, 100), (1234, 5000)]
-)
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (0, 10), (10, 10), (3, 7), (50, 100), (95, 100), (1234, 5000)])
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
 def test_wilson_matches_scipy(k: int, n: int, confidence: float) -> None:
     expected = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
@@ -74,10 +73,16 @@ def test_wilson_wider_at_higher_confidence() -> None:
 
 
 @pytest.mark.parametrize(
-    ("k", "n", "confidence"), [(0, 0, 0.95), (5, 4, 0.95), (-1, 4, 0.95), (2, 4, 1.0)]
+    ("k", "n", "confidence", "message"),
+    [
+        (0, 0, 0.95, "n must be positive, got 0"),
+        (5, 4, 0.95, "successes must be in [0, 4], got 5"),
+        (-1, 4, 0.95, "successes must be in [0, 4], got -1"),
+        (2, 4, 1.0, "confidence must be in (0, 1), got 1.0"),
+    ],
 )
-def test_wilson_rejects_invalid(k: int, n: int, confidence: float) -> None:
-    with pytest.raises(ValueError):
+def test_wilson_rejects_invalid(k: int, n: int, confidence: float, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         wilson_interval(k, n, confidence)
 
 
@@ -144,10 +149,16 @@ def test_identical_proportions_are_not_different() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ca", "na", "cb", "nb"), [(0, 0, 5, 10), (5, 10, 0, 0), (11, 10, 5, 10), (5, 10, -1, 10)]
+    ("ca", "na", "cb", "nb", "message"),
+    [
+        (0, 0, 5, 10, "n_a must be positive, got 0"),
+        (5, 10, 0, 0, "n_b must be positive, got 0"),
+        (11, 10, 5, 10, "correct_a must be in [0, 10], got 11"),
+        (5, 10, -1, 10, "correct_b must be in [0, 10], got -1"),
+    ],
 )
-def test_compare_rejects_invalid(ca: int, na: int, cb: int, nb: int) -> None:
-    with pytest.raises(ValueError):
+def test_compare_rejects_invalid(ca: int, na: int, cb: int, nb: int, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         compare_proportions(ca, na, cb, nb)
 
 
@@ -179,9 +190,7 @@ def _approx_power(n: int, p_a: float, p_b: float, alpha: float) -> float:
         (0.95, 1.0, 0.05, 0.8),
     ],
 )
-def test_samples_needed_is_smallest_n_reaching_power(
-    p_a: float, p_b: float, alpha: float, power: float
-) -> None:
+def test_samples_needed_is_smallest_n_reaching_power(p_a: float, p_b: float, alpha: float, power: float) -> None:
     n = samples_needed(p_a, p_b, alpha, power)
     assert n is not None
     assert _approx_power(n, p_a, p_b, alpha) >= power - 1e-9
@@ -203,11 +212,16 @@ def test_samples_needed_none_without_difference(p: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("p_a", "p_b", "alpha", "power"),
-    [(-0.1, 0.5, 0.05, 0.8), (0.5, 1.1, 0.05, 0.8), (0.5, 0.6, 0.0, 0.8), (0.5, 0.6, 0.05, 1.0)],
+    ("p_a", "p_b", "alpha", "power", "message"),
+    [
+        (-0.1, 0.5, 0.05, 0.8, "p_a must be in [0, 1], got -0.1"),
+        (0.5, 1.1, 0.05, 0.8, "p_b must be in [0, 1], got 1.1"),
+        (0.5, 0.6, 0.0, 0.8, "alpha must be in (0, 1), got 0.0"),
+        (0.5, 0.6, 0.05, 1.0, "power must be in (0, 1), got 1.0"),
+    ],
 )
-def test_samples_needed_rejects_invalid(p_a: float, p_b: float, alpha: float, power: float) -> None:
-    with pytest.raises(ValueError):
+def test_samples_needed_rejects_invalid(p_a: float, p_b: float, alpha: float, power: float, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         samples_needed(p_a, p_b, alpha, power)
 
 
@@ -285,11 +299,17 @@ def test_srm_normalises_shares_and_fills_missing_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    ("observed", "shares", "threshold"),
-    [({"v1": -1}, {"v1": 1.0}, 0.001), ({"v1": 1}, {"v1": -0.5}, 0.001), ({"v1": 1}, {"v1": 1.0}, 0.0)],
+    ("observed", "shares", "threshold", "message"),
+    [
+        ({"v1": -1}, {"v1": 1.0}, 0.001, "observed counts must be non-negative: {'v1': -1}"),
+        ({"v1": 1}, {"v1": -0.5}, 0.001, "expected shares must be finite and non-negative: {'v1': -0.5}"),
+        ({"v1": 1}, {"v1": 1.0}, 0.0, "threshold must be in (0, 1), got 0.0"),
+    ],
 )
-def test_srm_rejects_invalid(observed: dict[str, int], shares: dict[str, float], threshold: float) -> None:
-    with pytest.raises(ValueError):
+def test_srm_rejects_invalid(
+    observed: dict[str, int], shares: dict[str, float], threshold: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         srm_test(observed, shares, threshold)
 
 
@@ -555,20 +575,20 @@ def test_latency_percentiles_ignore_non_finite() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variants", "kwargs"),
+    ("variants", "kwargs", "message"),
     [
-        ([], {}),
-        ([variant("v1"), variant("v1")], {}),
-        ([variant("v1"), variant("v2")], {"baseline": "v9"}),
-        ([variant("v1", labeled=5, correct=6), variant("v2")], {}),
-        ([variant("v1", requests=-1), variant("v2")], {}),
-        ([variant("v1"), variant("v2")], {"alpha": 1.5}),
-        ([variant("v1"), variant("v2")], {"power": 0.0}),
-        ([variant("v1"), variant("v2")], {"srm_threshold": 2.0}),
+        ([], {}, "at least one variant is required"),
+        ([variant("v1"), variant("v1")], {}, "duplicate versions: ['v1', 'v1']"),
+        ([variant("v1"), variant("v2")], {"baseline": "v9"}, "baseline 'v9' is not one of ['v1', 'v2']"),
+        ([variant("v1", labeled=5, correct=6), variant("v2")], {}, "v1: correct must be in [0, labeled=5]"),
+        ([variant("v1", requests=-1), variant("v2")], {}, "v1: weight, requests and labeled must be non-negative"),
+        ([variant("v1"), variant("v2")], {"alpha": 1.5}, "alpha must be in (0, 1), got 1.5"),
+        ([variant("v1"), variant("v2")], {"power": 0.0}, "power must be in (0, 1), got 0.0"),
+        ([variant("v1"), variant("v2")], {"srm_threshold": 2.0}, "threshold must be in (0, 1), got 2.0"),
     ],
 )
-def test_build_report_rejects_invalid(variants: list[VariantData], kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_build_report_rejects_invalid(variants: list[VariantData], kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         build_report(variants, **kwargs)
 
 

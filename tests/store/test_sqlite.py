@@ -12,8 +12,9 @@ from app.store import PredictionRecord, SQLiteStore, StoreUnavailable, open_stor
 
 
 def record(i: int, version: str = "v1", prediction: int = 0, experiment_id: int | None = 1) -> PredictionRecord:
-    return PredictionRecord(f"id-{i}", time.time(), experiment_id, version, [5.1, 3.5, 1.4, 0.2], prediction,
-                            [1.0, 0.0, 0.0], 0.5 + i % 3)
+    return PredictionRecord(
+        f"id-{i}", time.time(), experiment_id, version, [5.1, 3.5, 1.4, 0.2], prediction, [1.0, 0.0, 0.0], 0.5 + i % 3
+    )
 
 
 @pytest.fixture
@@ -94,8 +95,9 @@ def test_trim_keeps_the_newest_rows(store):
 
 
 def test_recent_features_newest_first(store):
-    store.write_predictions([PredictionRecord(f"p{i}", time.time(), 1, "v1", [float(i)] * 4, 0, [1, 0, 0], 1.0)
-                             for i in range(10)])
+    store.write_predictions(
+        [PredictionRecord(f"p{i}", time.time(), 1, "v1", [float(i)] * 4, 0, [1, 0, 0], 1.0) for i in range(10)]
+    )
     assert [row[0] for row in store.recent_features(3)] == [9.0, 8.0, 7.0]
 
 

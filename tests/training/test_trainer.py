@@ -21,8 +21,18 @@ def test_manifest_describes_every_version(trained_models):
     assert (v1["params"]["n_estimators"], v1["params"]["max_depth"]) == (50, 5)
     assert (v2["params"]["n_estimators"], v2["params"]["max_depth"]) == (100, 7)
     for meta in (v1, v2):
-        assert set(meta) >= {"file", "sha256", "sklearn_version", "params", "accuracy", "f1_per_class",
-                             "feature_names", "class_names", "data_fingerprint", "created_at"}
+        assert set(meta) >= {
+            "file",
+            "sha256",
+            "sklearn_version",
+            "params",
+            "accuracy",
+            "f1_per_class",
+            "feature_names",
+            "class_names",
+            "data_fingerprint",
+            "created_at",
+        }
         assert 0.8 <= meta["accuracy"] <= 1.0
         assert set(meta["f1_per_class"]) == {"setosa", "versicolor", "virginica"}
     assert manifest["dataset"]["train_rows"] == 120 and manifest["dataset"]["test_rows"] == 30

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from app.settings import REPO_DIR
 import requests
 from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+from app.settings import REPO_DIR
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -29,12 +29,6 @@ POLL_SECONDS = 0.1
 UI_TIMEOUT_MS = 20_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _streamlit_command() -> list[str]:
     # The `streamlit` script next to this interpreter is what docker runs;
     # `python -m streamlit` would also put the repo root on sys.path and hide
@@ -44,6 +38,7 @@ def _streamlit_command() -> list[str]:
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll Streamlit's health endpoint; fail at once, with its log, if the process exits."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -61,18 +56,23 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -
 @pytest.fixture
 def streamlit_url(live_api: Any, tmp_path: Path) -> Iterator[str]:
     """Run the Streamlit app against the live API and yield its URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "API_URL": live_api.url}
     command = [
         *_streamlit_command(),
         "run",
         "app/streamlit_app.py",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -110,11 +110,18 @@ def ui_page(streamlit_url: str) -> Iterator[Page]:
             browser.close()
 
 
+def _metric(page: Page, label: str) -> Locator:
+    """The st.metric whose label contains this text."""
+    return page.get_by_test_id("stMetric").filter(has_text=label)
+
+
 def _metric_value(page: Page, label: str) -> Locator:
-    return page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
+    """The value of the st.metric whose label contains this text."""
+    return _metric(page, label).get_by_test_id("stMetricValue")
 
 
 def _slide_to_max(page: Page, label: str, expected: str) -> None:
+    """Move a slider to its maximum with the keyboard, as a person would."""
     slider = page.get_by_role("slider", name=label)
     slider.focus()
     slider.press("End")
@@ -142,3 +149,10 @@ def test_predict_in_the_browser(ui_page: Page, tmp_path: Path) -> None:
     shot = DOCS_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / "ui.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000  # a rendered page, not an empty canvas
+
+    # The numbers the page does not judge itself come from the live server: its shares and its threshold.
+    page.get_by_role("tab", name="Admin").click()
+    admin = page.get_by_role("tabpanel", name="Admin")
+    expect(admin.get_by_test_id("stMetricDelta")).to_have_text(["50% of traffic", "50% of traffic"])
+    page.get_by_role("tab", name="Drift").click()
+    expect(_metric_value(page, "Alarm threshold")).to_have_text("0.30")

@@ -1,0 +1,288 @@
+"""A stdlib stand-in for the model API over real HTTP, with canned replies shaped like the real ones.
+
+tests/ui/test_fake_api.py checks that every field sent here is also sent, at the same place and of the
+same JSON type, by the real API, so the UI tests cannot pass against fields the server does not have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+MANIFEST: dict[str, Any] = {
+    "feature_names": FEATURES,
+    "class_names": CLASSES,
+    "features": {
+        "sepal_length": {"min": 4.3, "max": 7.9, "mean": 5.84, "std": 0.83, "default": 5.0},
+        "sepal_width": {"min": 2.0, "max": 4.4, "mean": 3.06, "std": 0.44, "default": 3.4},
+        "petal_length": {"min": 1.0, "max": 6.9, "mean": 3.76, "std": 1.77, "default": 1.5},
+        "petal_width": {"min": 0.1, "max": 2.5, "mean": 1.2, "std": 0.76, "default": 0.2},
+    },
+    "versions": {
+        "v1": {
+            "file": "model_v1.pkl",
+            "sha256": "ab" * 32,
+            "params": {"n_estimators": 50, "max_depth": 5},
+            "accuracy": 0.9667,
+        },
+        "v2": {
+            "file": "model_v2.pkl",
+            "sha256": "cd" * 32,
+            "params": {"n_estimators": 100, "max_depth": 10},
+            "accuracy": 0.9333,
+        },
+    },
+}
+
+CONFIG: dict[str, Any] = {
+    "model_v1_weight": 50,
+    "model_v2_weight": 50,
+    "total_weight": 100,
+    "weights": {"v1": 50, "v2": 50},
+    "shares": {"v1": 0.5, "v2": 0.5},
+    "experiment": {"id": 1, "started_at": "2026-11-24T03:00:00+00:00", "source": "env"},
+    "sticky": {"body_field": "user_id", "header": "X-User-ID"},
+}
+
+AB_REPORT: dict[str, Any] = {
+    "experiment": {
+        "id": 1,
+        "started_at": "2026-11-24T03:00:00+00:00",
+        "weights": {"v1": 50, "v2": 50},
+        "source": "env",
+    },
+    "baseline": "v1",
+    "alpha": 0.05,
+    "variants": {
+        "v1": {
+            "weight": 50,
+            "expected_share": 0.5,
+            "requests": 120,
+            "observed_share": 0.52,
+            "labeled": 40,
+            "correct": 40,
+            "accuracy": 1.0,
+            "accuracy_ci95": [0.912, 1.0],
+            "latency_p50_ms": 0.3,
+            "latency_p95_ms": 0.6,
+        },
+        "v2": {
+            "weight": 50,
+            "expected_share": 0.5,
+            "requests": 110,
+            "observed_share": 0.48,
+            "labeled": 80,
+            "correct": 57,
+            "accuracy": 0.7125,
+            "accuracy_ci95": [0.605, 0.8],
+            "latency_p50_ms": 0.4,
+            "latency_p95_ms": 0.9,
+        },
+    },
+    "comparison": {
+        "baseline": "v1",
+        "challenger": "v2",
+        "accuracy_diff": -0.2875,
+        "p_value": 0.0004,
+        "p_value_adjusted": 0.0004,
+        "p_value_text": "p < 0.001",
+        "significant": True,
+        "method": "z-test",
+        "samples_needed_per_variant": 30,
+        "additional_samples_needed": 0,
+        "winner": "v1",
+    },
+    "comparisons": [],
+    "srm": {
+        "statistic": 0.4,
+        "p_value": 0.5,
+        "mismatch": False,
+        "threshold": 0.001,
+        "p_value_text": "p = 0.500",
+        "observed_share": {"v1": 0.52, "v2": 0.48},
+        "expected_share": {"v1": 0.5, "v2": 0.5},
+    },
+    "recommendation": "v1 is more accurate (100.0% vs 71.3%, p < 0.001): shift traffic to v1",
+}
+
+DRIFT: dict[str, Any] = {
+    "drift_score": 0.12,
+    "threshold": 0.3,
+    "drift_detected": False,
+    "status": "OK",
+    "samples": 87,
+    "alpha": 0.05,
+    "method": "cramer-von-mises 2-sample per feature, holm-adjusted",
+    "window_size": 100,
+    "features": {
+        name: {
+            "test": "cramer-von-mises",
+            "statistic": 0.1,
+            "p_value": 0.5,
+            "p_value_adjusted": 1.0,
+            "psi": 0.02,
+            "mean_shift_sd": 0.1,
+            "drifted": False,
+        }
+        for name in FEATURES
+    },
+    "timestamp": "2026-11-24T03:00:00+00:00",
+}
+
+HEALTH: dict[str, Any] = {"status": "healthy", "models_loaded": True}
+
+Reply = tuple[int, Any] | Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+def predict_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Enough of a model to tell setosa-like from virginica-like measurements."""
+    features = body.get("features") or [0, 0, 0, 0]
+    index = 2 if features[2] > 4.5 else 0
+    probabilities = [0.0, 0.0, 0.0]
+    probabilities[index] = 1.0
+    return 200, {
+        "prediction": index,
+        "class_name": CLASSES[index],
+        "probabilities": probabilities,
+        "model_version": "v1",
+        "prediction_id": str(uuid.uuid4()),
+        "timestamp": "2026-11-24T03:00:00.123456+00:00",
+        "latency_ms": 0.4,
+    }
+
+
+def feedback_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Every prediction of the fake was setosa (0), so only that label is correct."""
+    return 200, {
+        "prediction_id": body["prediction_id"],
+        "model_version": "v1",
+        "prediction": 0,
+        "label": body["label"],
+        "correct": body["label"] in (0, "setosa"),
+        "corrected": False,
+    }
+
+
+def put_config_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The new config after a weights update: a new experiment period, both versions servable."""
+    weights: dict[str, int] = body["weights"]
+    total = sum(w for w in weights.values() if w > 0)
+    reply = copy.deepcopy(CONFIG)
+    reply.update({f"model_{k}_weight": v for k, v in weights.items()})
+    reply["weights"] = weights
+    reply["total_weight"] = sum(weights.values())
+    reply["shares"] = {k: (v / total if total and v > 0 else 0.0) for k, v in weights.items()}
+    reply["experiment"] = {"id": 2, "started_at": "2026-11-24T04:00:00+00:00", "source": "api"}
+    return 200, reply
+
+
+@dataclass
+class Recorded:
+    """One request the fake API received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeApi:
+    """Canned-JSON stand-in for the model API that records what it was sent."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Reply] = {
+            ("GET", "/health"): (200, HEALTH),
+            ("GET", "/models"): (200, MANIFEST),
+            ("POST", "/predict"): predict_reply,
+            ("POST", "/feedback"): feedback_reply,
+            ("GET", "/config"): (200, CONFIG),
+            ("PUT", "/config"): put_config_reply,
+            ("GET", "/drift"): (200, DRIFT),
+            ("GET", "/ab/report"): (200, AB_REPORT),
+        }
+        self.requests: list[Recorded] = []
+        self.delay = 0.0
+        self.stopping = threading.Event()
+        # Bound and listening from here on: connections queue until serve_forever picks them up.
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the fake API."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def reply(self, method: str, path: str, status: int, body: Any) -> None:
+        """Make the fake answer method+path with this status and JSON body (bytes are sent as they are)."""
+        self.routes[(method, path)] = (status, body)
+
+    def sent(self, method: str, path: str) -> list[Recorded]:
+        """The requests received for method+path, in order."""
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+
+    def answer(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """The status and payload this fake sends for a request."""
+        route = self.routes.get((method, path), (404, {"error": "not found"}))
+        return route(body) if callable(route) else route
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Wake sleeping handlers and shut the server down."""
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``api``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        """Record each request, then answer it from ``api.routes``."""
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            api.requests.append(Recorded(self.command, self.path, dict(self.headers), body))
+            if api.delay:
+                # An Event instead of sleep so teardown does not wait it out.
+                api.stopping.wait(api.delay)
+            status, payload = api.answer(self.command, self.path, body or {})
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up after its timeout
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,208 @@
+"""app/ui/panels/experiment.py: the A/B report as the server decided it, never re-judged by the page."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.ui.driver import charts, markdown_text, metric_values, run_app, tab
+from tests.ui.fake_api import AB_REPORT, FakeApi
+
+
+def report_with(comparison: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    """A copy of the canned report, its headline comparison updated with ``comparison``."""
+    report = copy.deepcopy(AB_REPORT)
+    report["comparison"].update(comparison or {})
+    report.update(changes)
+    return report
+
+
+def test_experiment_panel_shows_report_not_json(fake_api: FakeApi) -> None:
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert not at.json
+    assert experiment.caption[0].value == "Experiment #1 · started 2026-11-24 03:00 UTC"
+    assert AB_REPORT["recommendation"] in experiment.info[0].value
+    metrics = metric_values(experiment)
+    assert metrics["v1 accuracy"] == "100.0%"
+    assert metrics["v2 accuracy"] == "71.2%"
+    assert metrics["Accuracy difference"] == "-28.7 pp"
+    assert metrics["p-value"] == "p < 0.001"
+    assert metrics["Significant"] == "yes"
+    assert markdown_text(experiment) == (
+        "v2 vs v1: accuracy difference -28.7 points, p < 0.001 (z-test): significant, v1 is better."
+    )
+    captions = " ".join(c.value for c in experiment.caption)
+    assert "95% CI 91.2% – 100.0%" in captions
+    assert "v1: 120 requests · v2: 110 requests" in captions
+    assert len(charts(experiment)) == 1
+    table = experiment.dataframe[0].value
+    assert list(table["observed share"]) == ["52.0%", "48.0%"]
+    assert list(table["p95 latency"]) == ["0.6 ms", "0.9 ms"]
+    assert not experiment.warning
+
+
+def test_the_p_value_is_the_servers_text_so_it_never_crosses_alpha(fake_api: FakeApi) -> None:
+    # Rounded to three places 0.0496 reads 0.050, which a reader takes as "not below alpha".
+    fake_api.reply(
+        "GET",
+        "/ab/report",
+        200,
+        report_with({"p_value": 0.0496, "p_value_adjusted": 0.0496, "p_value_text": "p = 0.0496"}),
+    )
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert metric_values(experiment)["p-value"] == "p = 0.0496"
+    assert metric_values(experiment)["Significant"] == "yes"
+    assert "p = 0.0496 (z-test): significant, v1 is better." in markdown_text(experiment)
+    assert "0.050" not in markdown_text(experiment)
+
+
+def test_the_p_value_text_is_shown_as_sent_without_reading_the_numbers(fake_api: FakeApi) -> None:
+    fake_api.reply(
+        "GET",
+        "/ab/report",
+        200,
+        report_with({"p_value": None, "p_value_adjusted": None, "p_value_text": "p = 0.0123"}),
+    )
+
+    at = run_app()
+
+    assert metric_values(tab(at, "Experiment"))["p-value"] == "p = 0.0123"
+    assert "accuracy difference -28.7 points, p = 0.0123 (z-test)" in markdown_text(tab(at, "Experiment"))
+
+
+@pytest.mark.parametrize("missing", [{"p_value_text": None}, {"p_value_text": ""}])
+def test_without_the_servers_p_value_text_the_page_shows_a_dash(fake_api: FakeApi, missing: dict[str, Any]) -> None:
+    fake_api.reply("GET", "/ab/report", 200, report_with({"p_value": 0.02, "p_value_adjusted": 0.02, **missing}))
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert metric_values(experiment)["p-value"] == "—"
+    assert "accuracy difference -28.7 points, p-value unknown (z-test): significant" in markdown_text(experiment)
+    assert "0.02" not in markdown_text(experiment)
+
+
+def test_an_absent_p_value_text_also_shows_a_dash(fake_api: FakeApi) -> None:
+    report = report_with()
+    del report["comparison"]["p_value_text"]
+    fake_api.reply("GET", "/ab/report", 200, report)
+
+    at = run_app()
+
+    assert metric_values(tab(at, "Experiment"))["p-value"] == "—"
+
+
+def test_experiment_panel_says_when_the_difference_is_not_significant_yet(fake_api: FakeApi) -> None:
+    comparison = {
+        "p_value": 0.141,
+        "p_value_adjusted": 0.141,
+        "p_value_text": "p = 0.141",
+        "significant": False,
+        "winner": None,
+        "additional_samples_needed": 207,
+    }
+    fake_api.reply("GET", "/ab/report", 200, report_with(comparison))
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert metric_values(experiment)["p-value"] == "p = 0.141"
+    assert metric_values(experiment)["Significant"] == "no"
+    assert "p = 0.141 (z-test): not significant yet, about 207 more labelled predictions" in markdown_text(experiment)
+
+
+def test_every_tested_challenger_gets_a_sentence(fake_api: FakeApi) -> None:
+    headline = copy.deepcopy(AB_REPORT["comparison"])
+    v3 = headline | {
+        "challenger": "v3",
+        "accuracy_diff": 0.01,
+        "p_value_text": "p = 0.800",
+        "significant": False,
+        "additional_samples_needed": None,
+    }
+    untested = dict.fromkeys(headline) | {"baseline": "v1", "challenger": "v4", "significant": False}
+    fake_api.reply("GET", "/ab/report", 200, report_with(comparisons=[headline, v3, untested]))
+
+    at = run_app()
+
+    sentences = [m.value for m in tab(at, "Experiment").markdown]
+    assert sentences == [
+        "v2 vs v1: accuracy difference -28.7 points, p < 0.001 (z-test): significant, v1 is better.",
+        "v3 vs v1: accuracy difference +1.0 points, p = 0.800 (z-test): not significant yet, more data needed.",
+    ]
+
+
+def test_experiment_panel_warns_on_sample_ratio_mismatch_with_the_servers_p_text(fake_api: FakeApi) -> None:
+    report = report_with()
+    report["srm"].update({"mismatch": True, "p_value": 0.00001, "p_value_text": "p < 0.001"})
+    fake_api.reply("GET", "/ab/report", 200, report)
+
+    at = run_app()
+
+    (warning,) = tab(at, "Experiment").warning
+    assert warning.value == (
+        "Sample ratio mismatch: the observed traffic split differs from the configured weights "
+        "(p < 0.001, below the 0.001 threshold). Check the router before trusting this comparison."
+    )
+
+
+def test_a_mismatch_without_p_text_or_threshold_invents_neither(fake_api: FakeApi) -> None:
+    report = report_with()
+    report["srm"] = {"mismatch": True, "p_value": 0.00001}
+    fake_api.reply("GET", "/ab/report", 200, report)
+
+    at = run_app()
+
+    (warning,) = tab(at, "Experiment").warning
+    assert "configured weights (p-value unknown). Check the router" in warning.value
+
+
+def test_experiment_panel_without_labelled_data(fake_api: FakeApi) -> None:
+    report = copy.deepcopy(AB_REPORT)
+    for variant in report["variants"].values():
+        variant.update(
+            {
+                "labeled": 0,
+                "correct": 0,
+                "accuracy": None,
+                "accuracy_ci95": None,
+                "latency_p50_ms": None,
+                "latency_p95_ms": None,
+            }
+        )
+    # The real API keeps the comparison object but nulls its numbers and its p-value text.
+    report["comparison"] = dict.fromkeys(AB_REPORT["comparison"]) | {
+        "baseline": "v1",
+        "challenger": "v2",
+        "significant": False,
+    }
+    report["comparisons"] = [report["comparison"]]
+    report["recommendation"] = "collect more labelled data"
+    fake_api.reply("GET", "/ab/report", 200, report)
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert metric_values(experiment)["v1 accuracy"] == "—"
+    assert "p-value" not in metric_values(experiment)
+    assert any(i.value == "Not enough labelled predictions to compare the versions yet." for i in experiment.info)
+    assert "No labelled predictions yet." in [c.value for c in experiment.caption]
+    assert not experiment.markdown
+    assert not at.error
+
+
+def test_a_report_without_traffic_says_so(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/ab/report", 200, report_with(variants={}, comparison=None))
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert experiment.info[-1].value == "No traffic recorded in this experiment yet."
+    assert not experiment.metric
