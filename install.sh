@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Install what the stack needs: a Python virtualenv with the pinned requirements, and Prometheus.
+# Install what the stack needs: a Python virtualenv with the pinned requirements, Prometheus and nginx.
 #
-#   ./install.sh          runtime: .venv + requirements.txt + this project (editable), Prometheus (apt)
+#   ./install.sh          runtime: .venv + requirements.txt + this project (editable), Prometheus and
+#                         nginx (the API's front door), with apt
 #   ./install.sh --dev    also the test tools: requirements-dev.txt, Chromium, shellcheck,
 #                         docker-compose (for static checks), wrk (benchmarks)
 #
 # Idempotent: a second run with unchanged requirements installs nothing. A system package
-# that cannot be installed is reported (with the reason) and does not stop the rest: Prometheus
-# is installed on its own first, so an unavailable dev tool never keeps it out.
+# that cannot be installed is reported (with the reason) and does not stop the rest: the runtime
+# packages (Prometheus, nginx) are installed on their own first, so an unavailable dev tool never
+# keeps them out. Debian's nginx package also enables its own nginx.service (port 80, the default
+# site) where systemd runs; run_demo.sh does not use it: `systemctl disable --now nginx` if unwanted.
 # An existing virtualenv made with a Python older than 3.11 is recreated.
 set -euo pipefail
 
@@ -24,7 +27,7 @@ parse_args() {
   for arg in "$@"; do
     case "$arg" in
       --dev) DEV=1 ;;
-      -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
       *) die "unknown option: $arg" ;;
     esac
   done
@@ -114,10 +117,11 @@ apt_reason() {
 }
 
 install_system_packages() {
-  local dev_packages=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk)
+  # postgresql: the throwaway clusters of the store's contract and several-host tests.
+  local dev_packages=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk postgresql)
   if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
-    # The runtime package on its own, so a dev tool apt cannot install never keeps it out.
-    apt_install prometheus || true
+    # The runtime packages on their own, so a dev tool apt cannot install never keeps them out.
+    apt_install prometheus nginx || true
     if ((DEV)); then
       apt_install "${dev_packages[@]}" || true
     fi
@@ -130,6 +134,9 @@ install_system_packages() {
     log "Prometheus is not installed and this is not a Debian/Ubuntu system."
     log "Either run the stack in Docker (RUN_MODE=docker ./run_demo.sh), or install Prometheus"
     log "from your distribution or the release tarball so 'prometheus' and 'promtool' are on PATH."
+  fi
+  if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    log "nginx (the API's front door) is not installed: install it from your distribution, or use Docker."
   fi
   if ((DEV)); then
     log "without apt, install the test tools yourself: ${dev_packages[*]}"
@@ -171,11 +178,24 @@ install_python_packages() {
   if [[ "$kind" == dev ]]; then touch "$dev_stamp"; fi
 }
 
+install_checkov() {
+  # checkov (the Kubernetes policy check) pins its own dependency tree: it gets a virtualenv of its own.
+  local tools="$VENV/tools/checkov" version=3.3.30
+  if [[ -x "$tools/bin/checkov" ]] && [[ "$("$tools/bin/checkov" --version 2>/dev/null)" == "$version" ]]; then
+    return 0
+  fi
+  log "installing checkov $version into $tools"
+  rm -rf "$tools"
+  "$PYTHON" -m venv "$tools"
+  "$tools/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$version"
+}
+
 main() {
   parse_args "$@"
   check_python
   install_system_packages
   install_python_packages
+  if ((DEV)); then install_checkov; fi
   log "done"
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bring the whole stack up from a fresh clone: API (gunicorn + Flask), Streamlit UI, Prometheus.
+# Bring the whole stack up from a fresh clone: API (gunicorn + Flask behind the nginx front door),
+# Streamlit UI, Prometheus.
 #
 #   ./run_demo.sh           install if needed, train if models are missing, start, wait until
 #                           healthy, print the URLs and return (services keep running)
@@ -11,6 +12,11 @@
 # processes running the very same services). Environment knobs (defaults):
 #   API_PORT=5000 UI_PORT=8501 PROMETHEUS_PORT=9090 BIND_HOST=127.0.0.1 (0.0.0.0 to expose;
 #   native and Docker modes alike: Compose publishes the ports on BIND_HOST)
+#   API_UPSTREAM_PORT=API_PORT+10000: natively, nginx (the "frontdoor" service) listens on
+#   BIND_HOST:API_PORT and gunicorn on 127.0.0.1:API_UPSTREAM_PORT only; the UI and Prometheus talk
+#   to gunicorn there directly, every outside client goes through nginx.
+#   FRONTDOOR_CLIENT_TIMEOUT=5 FRONTDOOR_WRITE_RATE=10 FRONTDOOR_WRITE_BURST=20
+#   FRONTDOOR_CONNECTIONS_PER_CLIENT=256 (see docker/nginx/frontdoor.conf.template)
 #   API_WORKERS=<cores> ADMIN_TOKEN=<unset: admin disabled> DATABASE_URL=sqlite:///data/mlops.db
 #   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
 set -euo pipefail
@@ -22,17 +28,46 @@ API_PORT="${API_PORT:-5000}"
 UI_PORT="${UI_PORT:-8501}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 BIND_HOST="${BIND_HOST:-127.0.0.1}"
+API_UPSTREAM_PORT="${API_UPSTREAM_PORT:-}"
 RUN_DIR="${RUN_DIR:-$ROOT/run}"
 RUN_MODE="${RUN_MODE:-auto}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
 VENV="$ROOT/.venv"
-SERVICES=(api ui prometheus)
+SERVICES=(api frontdoor ui prometheus)
 # The program each service's pid must be running: a pid file whose pid now belongs to
 # anything else is stale (the pid was reused) and is neither reported nor signalled.
-declare -A PROGRAMS=([api]=gunicorn [ui]=streamlit [prometheus]=prometheus)
+declare -A PROGRAMS=([api]=gunicorn [frontdoor]=nginx [ui]=streamlit [prometheus]=prometheus)
 
 log() { printf '[run_demo] %s\n' "$*"; }
 die() { printf '[run_demo] error: %s\n' "$*" >&2; exit 1; }
+
+check_number() {
+  # check_number NAME: the variable NAME holds decimal digits only (1 to 5 of them). Checked before
+  # any use: bash arithmetic on an unchecked value runs the commands a crafted one contains.
+  local name="$1" value="${!1}"
+  [[ "$value" =~ ^[0-9]{1,5}$ ]] || die "$name must be a number (got '$value')"
+}
+
+check_port() {
+  check_number "$1"
+  local name="$1" value="${!1}"
+  ((10#$value >= 1 && 10#$value <= 65535)) || die "$name must be a port, 1-65535 (got '$value')"
+}
+
+check_settings() {
+  # Every value this script computes with or puts on a command line, checked up front.
+  local var
+  for var in API_PORT UI_PORT PROMETHEUS_PORT; do check_port "$var"; done
+  check_number START_TIMEOUT
+  if [[ -z "$API_UPSTREAM_PORT" ]]; then
+    ((10#$API_PORT + 10000 <= 65535)) \
+      || die "API_PORT=$API_PORT: API_PORT+10000 is not a port; set API_UPSTREAM_PORT (gunicorn's loopback port)"
+    API_UPSTREAM_PORT=$((10#$API_PORT + 10000))
+  fi
+  check_port API_UPSTREAM_PORT
+  [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
+  [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
+}
 
 compose() {
   if docker compose version >/dev/null 2>&1; then
@@ -66,13 +101,15 @@ pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
 runs_program() {
   # runs_program PID PROGRAM: the live process PID is one this script started as PROGRAM:
   # it runs in this repository and an argument of its command line is PROGRAM or ends in
-  # /PROGRAM ("python .venv/bin/gunicorn ..."). Linux: reads /proc/PID.
+  # /PROGRAM ("python .venv/bin/gunicorn ..."), or it is nginx's master, which rewrites its
+  # command line to "nginx: master process ...". Linux: reads /proc/PID.
   local pid="$1" program="$2" arg
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
   [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$(pwd -P)" ]] || return 1
   [[ -r "/proc/$pid/cmdline" ]] || return 1
   while IFS= read -r -d '' arg; do
     [[ "${arg##*/}" == "$program" ]] && return 0
+    [[ "$program" == nginx && "$arg" == "nginx: master process "* ]] && return 0
   done <"/proc/$pid/cmdline" 2>/dev/null
   return 1
 }
@@ -92,7 +129,8 @@ is_running() {
 }
 
 port_free() {
-  "$VENV/bin/python" - "$BIND_HOST" "$1" <<'PY'
+  # port_free PORT [HOST]: nothing listens on HOST (default BIND_HOST):PORT.
+  "$VENV/bin/python" - "${2:-$BIND_HOST}" "$1" <<'PY'
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,11 +154,17 @@ wait_for() {
   log "$name is up"
 }
 
+NGINX=""
+
 ensure_installed() {
   ./install.sh
   if ! command -v prometheus >/dev/null; then
     die "prometheus is not installed; see the messages above (or use RUN_MODE=docker)"
   fi
+  # Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
+  NGINX="$(command -v nginx || true)"
+  [[ -n "$NGINX" || ! -x /usr/sbin/nginx ]] || NGINX=/usr/sbin/nginx
+  [[ -n "$NGINX" ]] || die "nginx is not installed; see the messages above (or use RUN_MODE=docker)"
 }
 
 ensure_models() {
@@ -146,26 +190,65 @@ spawn() {
 }
 
 start_api() {
+  # gunicorn on loopback only: the outside reaches it through the front door.
   export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus-multiproc"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR"
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-  API_HOST="$BIND_HOST" API_PORT="$API_PORT" \
+  # PROXY_HOPS=1: the front door names the client in X-Forwarded-For (the per-client limits read it).
+  API_HOST=127.0.0.1 API_PORT="$API_UPSTREAM_PORT" PROXY_HOPS=1 \
     spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
 }
 
+nginx_temp_dir() {
+  # Where nginx buffers bodies: its workers must be able to reach it. As root they run as nobody,
+  # who cannot traverse a private directory (a RUN_DIR under /root, say): then a fresh private
+  # directory under /tmp is used (and removed at stop).
+  local dir="$RUN_DIR/nginx/temp"
+  mkdir -p "$dir"
+  if [[ $(id -u) -eq 0 ]] && ! runuser -u nobody -- test -x "$dir" 2>/dev/null; then
+    dir="$(mktemp -d /tmp/mlops-frontdoor.XXXXXXXX)"
+    chmod 0711 "$dir"
+    echo "$dir" >"$RUN_DIR/nginx/temp-elsewhere"
+  fi
+  echo "$dir"
+}
+
+frontdoor_config() {
+  # Rendered by Python from the one template; every value is validated there (exit 2 if refused).
+  local temp
+  mkdir -p "$RUN_DIR/nginx"
+  temp="$(nginx_temp_dir)"
+  local args=(nginx --listen-host "$BIND_HOST" --listen-port "$API_PORT" --upstream-port "$API_UPSTREAM_PORT"
+    --run-dir "$RUN_DIR" --temp-dir "$temp" --output "$RUN_DIR/nginx/frontdoor.conf")
+  [[ -z "${FRONTDOOR_CLIENT_TIMEOUT:-}" ]] || args+=(--client-timeout "$FRONTDOOR_CLIENT_TIMEOUT")
+  [[ -z "${FRONTDOOR_WRITE_RATE:-}" ]] || args+=(--write-rate "$FRONTDOOR_WRITE_RATE")
+  [[ -z "${FRONTDOOR_WRITE_BURST:-}" ]] || args+=(--write-burst "$FRONTDOOR_WRITE_BURST")
+  [[ -z "${FRONTDOOR_CONNECTIONS_PER_CLIENT:-}" ]] \
+    || args+=(--connections-per-client "$FRONTDOOR_CONNECTIONS_PER_CLIENT")
+  "$VENV/bin/python" -m app.cli.configs "${args[@]}" || die "cannot write the front door's config (see above)"
+}
+
+start_frontdoor() {
+  frontdoor_config
+  spawn frontdoor "$NGINX" -e stderr -c "$RUN_DIR/nginx/frontdoor.conf"
+}
+
 start_ui() {
-  API_URL="${API_URL:-http://$(local_host):$API_PORT}" \
+  # The UI is a trusted local client: it calls gunicorn directly (as in Compose, where it calls
+  # flask-api), so its users do not share one client address in the front door's rate limits.
+  API_URL="${API_URL:-http://127.0.0.1:$API_UPSTREAM_PORT}" \
     spawn ui "$VENV/bin/streamlit" run app/streamlit_app.py \
       --server.port "$UI_PORT" --server.address "$BIND_HOST" \
       --server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer
 }
 
 prometheus_config() {
-  # The compose config with its targets pointed at the native ports; rules copied beside it.
-  local host
-  host="$(local_host)"
-  sed -e "s/'flask-api:5000'/'$host:$API_PORT'/" -e "s/'localhost:9090'/'$host:$PROMETHEUS_PORT'/" \
-    docker/prometheus.yml >"$RUN_DIR/prometheus.yml"
+  # The compose config with its targets pointed at the native ports (rendered by Python from
+  # validated values, nothing interpolated by the shell); rules copied beside it. Prometheus
+  # scrapes gunicorn itself: any worker's /metrics sums every worker's counters.
+  "$VENV/bin/python" -m app.cli.configs prometheus --api-target "127.0.0.1:$API_UPSTREAM_PORT" \
+    --prometheus-target "$(local_host):$PROMETHEUS_PORT" --output "$RUN_DIR/prometheus.yml" \
+    || die "cannot write the Prometheus config (see above)"
   cp docker/alert_rules.yml "$RUN_DIR/alert_rules.yml"
 }
 
@@ -186,6 +269,9 @@ print_urls() {
   Prometheus: http://$host:$PROMETHEUS_PORT
   Logs and pids: $RUN_DIR    Stop: ./run_demo.sh stop    Status: ./run_demo.sh status
 EOF
+  if [[ "$RUN_MODE" == native ]]; then
+    echo "  (the API port is nginx, the front door; gunicorn itself listens on 127.0.0.1:$API_UPSTREAM_PORT only)"
+  fi
   if [[ "$BIND_HOST" == "127.0.0.1" ]]; then
     echo "  (bound to 127.0.0.1; BIND_HOST=0.0.0.0 ./run_demo.sh exposes the ports, ./get_ip.sh shows the public URLs)"
   fi
@@ -204,6 +290,8 @@ native_start() {
   for port_var in API_PORT UI_PORT PROMETHEUS_PORT; do
     port_free "${!port_var}" || die "port ${!port_var} ($port_var) on $BIND_HOST is in use; set $port_var to another port"
   done
+  port_free "$API_UPSTREAM_PORT" 127.0.0.1 \
+    || die "port $API_UPSTREAM_PORT (API_UPSTREAM_PORT) on 127.0.0.1 is in use; set API_UPSTREAM_PORT to another port"
   local host
   host="$(local_host)"
   # The mode goes first, so "./run_demo.sh stop" finds these processes even while they
@@ -212,9 +300,12 @@ native_start() {
   trap abort_native_start EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM HUP
-  log "starting the API on $BIND_HOST:$API_PORT"
+  log "starting the API (gunicorn) on 127.0.0.1:$API_UPSTREAM_PORT"
   start_api
-  wait_for api "http://$host:$API_PORT/health" "$(pid_of api)"
+  wait_for api "http://127.0.0.1:$API_UPSTREAM_PORT/health" "$(pid_of api)"
+  log "starting the front door (nginx) on $BIND_HOST:$API_PORT"
+  start_frontdoor
+  wait_for frontdoor "http://$host:$API_PORT/health" "$(pid_of frontdoor)"
   log "starting the UI on $BIND_HOST:$UI_PORT"
   start_ui
   log "starting Prometheus on $BIND_HOST:$PROMETHEUS_PORT"
@@ -251,19 +342,24 @@ stop_one() {
 }
 
 native_stop() {
-  local name
+  local name elsewhere
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     name="${SERVICES[i]}"
     stop_one "$name"
   done
-  rm -f "$RUN_DIR/mode"
+  elsewhere="$(cat "$RUN_DIR/nginx/temp-elsewhere" 2>/dev/null || true)"
+  if [[ "$elsewhere" == /tmp/mlops-frontdoor.* && -d "$elsewhere" ]]; then
+    rm -rf -- "$elsewhere"
+  fi
+  rm -f "$RUN_DIR/mode" "$RUN_DIR/nginx/temp-elsewhere"
 }
 
 native_status() {
   local host name url code=0
   host="$(local_host)"
   declare -A urls=(
-    [api]="http://$host:$API_PORT/health"
+    [api]="http://127.0.0.1:$API_UPSTREAM_PORT/health"
+    [frontdoor]="http://$host:$API_PORT/health"
     [ui]="http://$host:$UI_PORT/_stcore/health"
     [prometheus]="http://$host:$PROMETHEUS_PORT/-/ready"
   )
@@ -301,6 +397,7 @@ docker_start() {
 
 main() {
   local command="${1:-start}"
+  check_settings
   if [[ "$command" == prometheus-config ]]; then
     # The native Prometheus config, for tests and for running Prometheus by hand.
     mkdir -p "$RUN_DIR"

@@ -46,6 +46,22 @@ class NotFound(ApiError):
     status_code = 404
 
 
+class UnsupportedMediaType(ApiError):
+    """A request body that is not ``application/json`` (e.g. a cross-site form post)."""
+
+    status_code = 415
+
+
+class TooManyRequests(ApiError):
+    """The client must wait ``retry_after`` seconds before trying again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int, **extra: object) -> None:
+        super().__init__(message, **extra)
+        self.retry_after = max(1, retry_after)
+
+
 class ModelUnavailable(ApiError):
     """No model can serve the request right now."""
 
@@ -53,4 +69,4 @@ class ModelUnavailable(ApiError):
 
 
 class IntegrityError(Exception):
-    """A model artifact does not match the sha256 recorded in its manifest."""
+    """A model artifact does not match its manifest (sha256), or the manifest its signature."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from app.serving.service import Service
 from app.settings import Settings
 from app.training.datasets import load_iris_dataset
 from app.training.trainer import train
-from tests.helpers import ApiServer, start_api
+from tests.helpers import ApiServer, PostgresServer, start_api, start_postgres
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +44,7 @@ def settings(models_dir, tmp_path) -> Settings:
         {},
         models_dir=models_dir,
         database_url=f"sqlite:///{tmp_path / 'state.db'}",
-        admin_token="test-token",
+        admin_token="test-admin-token-0123456789",
         log_flush_seconds=0.05,
         state_poll_seconds=0.1,
     )
@@ -124,3 +126,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(item.path).parent.name in _INTEGRATION_DIRS:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the run; tests take fresh databases from it.
+
+    Its directory is outside pytest's (root-only) temp tree, so the unprivileged server can reach it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    os.chmod(folder, 0o755)
+    server = start_postgres(folder / "cluster")
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)

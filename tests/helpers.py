@@ -47,7 +47,7 @@ def wait_until(check, timeout: float = 30.0, interval: float = 0.05, message: st
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last error: {last_error})")
 
 
-ADMIN = {"Authorization": "Bearer test-token"}
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 
 
 def counter(name: str, **labels: str) -> float:
@@ -109,7 +109,7 @@ def start_api(
             "MODELS_DIR": str(models_dir),
             "DATABASE_URL": f"sqlite:///{database}",
             "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-            "ADMIN_TOKEN": "test-token",
+            "ADMIN_TOKEN": "test-admin-token-0123456789",
             "LOG_LEVEL": "warning",
         }
     )
@@ -178,3 +178,108 @@ def post_many(url: str, bodies: list, threads: int = 8) -> list[requests.Respons
 
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(one, bodies))
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (Debian's binaries) in a temp dir, run as a non-root user, on 127.0.0.1."""
+
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    user: str
+    log_path: Path
+
+    @property
+    def admin_url(self) -> str:
+        """The URL of the maintenance database, as the cluster's superuser."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        """The URL of one database of this cluster."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
+        """Stop the server (SIGINT: fast shutdown; SIGKILL: a crash)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def start(self) -> None:
+        """Start (again) on the same data directory and port, and wait until it accepts connections."""
+        self.process = _spawn_postgres(self.data_dir, self.port, self.user, self.log_path)
+        _wait_for_postgres(self)
+
+
+def _as_user(user: str) -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+
+
+def start_postgres(folder: Path) -> PostgresServer:
+    """initdb a cluster in ``folder`` (as ``postgres``, or the current user when not root) and start it."""
+    import pwd
+
+    user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(user)
+        except KeyError as exc:
+            raise AssertionError(
+                "no 'postgres' user: install Debian's postgresql package (./install.sh --dev)"
+            ) from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    data_dir = folder / "pgdata"
+    if os.geteuid() == 0:
+        shutil.chown(folder, user, user)
+        os.chmod(folder, 0o700)
+    subprocess.run(
+        [*_as_user(user), str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", user, "--auth=trust", "-E", "UTF8",
+         "--no-instructions"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    port = free_port()
+    log_path = folder / "postgres.log"
+    server = PostgresServer(data_dir, port, _spawn_postgres(data_dir, port, user, log_path), user, log_path)
+    _wait_for_postgres(server)
+    return server
+
+
+def _spawn_postgres(data_dir: Path, port: int, user: str, log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        if os.geteuid() == 0:
+            shutil.chown(log_path, user, user)
+        return subprocess.Popen(
+            [*_as_user(user), str(PG_BIN / "postgres"), "-D", str(data_dir), "-p", str(port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data_dir}",
+             "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _wait_for_postgres(server: PostgresServer) -> None:
+    import psycopg
+
+    def accepting() -> bool:
+        if server.process.poll() is not None:
+            raise AssertionError(f"postgres exited: {server.log_path.read_text(errors='replace')[-2000:]}")
+        with psycopg.connect(server.admin_url, connect_timeout=2):
+            return True
+
+    wait_until(accepting, timeout=60, interval=0.1, message="postgres accepting connections")

@@ -23,7 +23,7 @@ def test_environment_overrides_and_types():
             "API_PORT": "6000",
             "MODELS_DIR": "/tmp/x",
             "DRIFT_THRESHOLD": "0.4",
-            "ADMIN_TOKEN": "t",
+            "ADMIN_TOKEN": "a-long-enough-admin-token",
             "MODEL_V1_WEIGHT": "90",
             "MODEL_V2_WEIGHT": "10",
             "MODEL_V3_WEIGHT": "0",

@@ -11,10 +11,11 @@ import os
 from typing import Any
 
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.api import admin, experiments, meta, monitoring, predict
+from app.api import admin, auth, experiments, meta, monitoring, predict
 from app.api.errors import register_error_handlers
-from app.api.http import EXTENSION
+from app.api.http import EXTENSION, register_request_checks
 from app.serving.service import Service
 from app.settings import Settings
 
@@ -31,10 +32,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask("app")
+    if settings.proxy_hops:
+        # The front door sets X-Forwarded-For: the client address is the one it saw, not the proxy's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     service = Service(settings)
     app.extensions[EXTENSION] = service
     register_error_handlers(app)
+    register_request_checks(app, settings)  # first: before any blueprint's hooks
+    auth.init_app(app, settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     served_by = str(os.getpid())

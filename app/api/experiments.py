@@ -4,26 +4,43 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from app.api.auth import require_admin
 from app.api.http import current_service, json_body, json_response
 from app.api.validation import parse_feedback, parse_since_arg
-from app.errors import NotFound
+from app.serving.service import FeedbackItem
 
 bp = Blueprint("experiments", __name__)
+
+# The status each outcome of a single label is answered with.
+_STATUS = {"recorded": 200, "relabelled": 200, "queued": 202, "refused": 409, "not_found": 404, "forbidden": 403}
 
 
 @bp.post("/feedback")
 def feedback() -> Response:
-    """Record the true label of one prediction, or of many in one transaction."""
+    """Record the true label of one prediction, or of many in one transaction.
+
+    Each label carries the ``feedback_token`` its prediction was answered with; with the admin token
+    (``Authorization: Bearer``) no feedback token is needed and labels may be replaced.
+    """
     service = current_service()
+    admin = "Authorization" in request.headers
+    if admin:
+        require_admin(service.settings)  # a wrong admin token is a 401, never a silent downgrade
     req = parse_feedback(json_body(), service.models.class_names, service.settings.max_batch)
-    results = service.feedback(req.items)
-    if req.bulk:
-        missing = [pid for (pid, _), r in zip(req.items, results, strict=True) if r is None]
-        found = [r for r in results if r is not None]
-        return json_response({"results": found, "not_found": missing, "accepted": len(found)})
-    if results[0] is None:
-        raise NotFound(f"no prediction with id {req.items[0][0]!r}")
-    return json_response(results[0])
+    results = service.feedback([FeedbackItem(*item) for item in req.items], admin=admin)
+    if not req.bulk:
+        result = results[0]
+        return json_response(result.body, _STATUS[result.status])
+    done = [r.body for r in results if r.status in ("recorded", "relabelled")]
+    return json_response(
+        {
+            "results": done,
+            "accepted": len(done),
+            "queued": [r.body["prediction_id"] for r in results if r.status == "queued"],
+            "not_found": [r.body["prediction_id"] for r in results if r.status == "not_found"],
+            "rejected": [r.body for r in results if r.status in ("refused", "forbidden")],
+        }
+    )
 
 
 @bp.get("/ab/report")

@@ -35,6 +35,8 @@ def _errors(*codes: int) -> Schema:
         403: "Admin endpoints disabled",
         404: "Not found",
         413: "Body too large",
+        415: "Body is not application/json",
+        429: "Too many failed admin attempts from this address (see Retry-After)",
         503: "Unavailable",
     }
     return {str(c): _json_response(text[c], ERROR) for c in codes}
@@ -75,6 +77,7 @@ SCHEMAS: dict[str, Schema] = {
             "probabilities": {"type": "array", "items": {"type": "number"}},
             "model_version": {"type": "string"},
             "prediction_id": {"type": "string", "format": "uuid"},
+            "feedback_token": {"type": "string", "description": "Send it with the label to /feedback"},
             "timestamp": {"type": "string", "format": "date-time"},
             "latency_ms": {"type": "number"},
         },
@@ -95,6 +98,7 @@ SCHEMAS: dict[str, Schema] = {
             "class_names": {"type": "array", "items": {"type": "string"}},
             "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
             "prediction_ids": {"type": "array", "items": {"type": "string"}},
+            "feedback_tokens": {"type": "array", "items": {"type": "string"}},
             "model_version": {"type": "string"},
             "timestamp": {"type": "string"},
             "latency_ms": {"type": "number"},
@@ -121,6 +125,16 @@ SCHEMAS: dict[str, Schema] = {
                 },
             },
             "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+            "store": {
+                "type": "object",
+                "required": ["status", "unwritten_rows"],
+                "properties": {
+                    "status": {"enum": ["ok", "unavailable"]},
+                    "unwritten_rows": {"type": "integer", "minimum": 0},
+                    "error": {"type": ["string", "null"]},
+                    "since": {"type": ["string", "null"]},
+                },
+            },
         },
     },
     "Config": {
@@ -222,7 +236,25 @@ SCHEMAS: dict[str, Schema] = {
     "FeedbackItem": {
         "type": "object",
         "required": ["prediction_id", "label"],
-        "properties": {"prediction_id": {"type": "string"}, "label": {"type": ["integer", "string"]}},
+        "properties": {
+            "prediction_id": {"type": "string"},
+            "label": {"type": ["integer", "string"]},
+            "feedback_token": {"type": "string", "description": "From the prediction's answer; not needed by admins"},
+        },
+    },
+    "FeedbackQueued": {
+        "type": "object",
+        "required": ["prediction_id", "label", "status"],
+        "properties": {
+            "prediction_id": {"type": "string"},
+            "label": {"type": "integer"},
+            "status": {"const": "queued"},
+        },
+    },
+    "FeedbackRejected": {
+        "type": "object",
+        "required": ["prediction_id", "error"],
+        "properties": {"prediction_id": {"type": "string"}, "error": {"type": "string"}},
     },
     "FeedbackResult": {
         "type": "object",
@@ -238,11 +270,13 @@ SCHEMAS: dict[str, Schema] = {
     },
     "FeedbackBatchResult": {
         "type": "object",
-        "required": ["results", "not_found", "accepted"],
+        "required": ["results", "not_found", "accepted", "queued", "rejected"],
         "properties": {
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackResult"}},
             "not_found": {"type": "array", "items": {"type": "string"}},
             "accepted": {"type": "integer"},
+            "queued": {"type": "array", "items": {"type": "string"}},
+            "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRejected"}},
         },
     },
     "Variant": {
@@ -303,6 +337,7 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "experiment": {"type": "object", "required": ["id", "started_at", "weights"]},
             "since": {"type": "string"},
+            "since_clamped": {"type": "boolean"},
             "generated_at": {"type": "string"},
             "baseline": {"type": ["string", "null"]},
             "alpha": {"type": "number"},
@@ -330,7 +365,9 @@ def openapi_document() -> Schema:
         "info": {
             "title": "MLOps model-serving API",
             "version": "1.0.0",
-            "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback.",
+            "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback. "
+            "POST and PUT bodies must be application/json (else 415); with ALLOWED_HOSTS set, a request "
+            "for another Host gets 400.",
         },
         "paths": {
             "/predict": {"post": _predict()},
@@ -360,7 +397,7 @@ def _predict() -> Schema:
         "requestBody": _json_body("PredictRequest"),
         "responses": {
             "200": _json_response("The prediction", {"oneOf": [_ref("Prediction"), _ref("BatchPrediction")]}),
-            **_errors(400, 413, 503),
+            **_errors(400, 413, 415, 503),
         },
     }
 
@@ -390,7 +427,7 @@ def _put_config() -> Schema:
         "summary": "Change the A/B weights (admin); starts a new experiment period",
         "security": ADMIN,
         "requestBody": _json_body("WeightsUpdate"),
-        "responses": {"200": _json_response("New weights", _ref("Config")), **_errors(400, 401, 403, 503)},
+        "responses": {"200": _json_response("New weights", _ref("Config")), **_errors(400, 401, 403, 415, 429, 503)},
     }
 
 
@@ -410,7 +447,7 @@ def _reload_models() -> Schema:
         "responses": {
             "200": _json_response("Reload result", _ref("ReloadResult")),
             "503": _json_response("Nothing loaded", _ref("ReloadResult")),
-            **_errors(401, 403),
+            **_errors(401, 403, 429),
         },
     }
 
@@ -430,7 +467,11 @@ def _feedback() -> Schema:
         "requestBody": _json_body("FeedbackRequest"),
         "responses": {
             "200": _json_response("Recorded", {"oneOf": [_ref("FeedbackResult"), _ref("FeedbackBatchResult")]}),
-            **_errors(400, 404, 503),
+            "202": _json_response("Queued: applied when the prediction's row is stored", _ref("FeedbackQueued")),
+            "403": _json_response("No or wrong feedback_token", _ref("FeedbackRejected")),
+            "404": _json_response("No such prediction", _ref("FeedbackRejected")),
+            "409": _json_response("Labelled already; relabelling needs the admin token", _ref("FeedbackRejected")),
+            **_errors(400, 401, 415, 503),
         },
     }
 

@@ -15,15 +15,11 @@ from app.serving import metrics
 bp = Blueprint("predict", __name__)
 
 
-@bp.before_request
-def _count_request() -> None:
-    metrics.PREDICTION_REQUESTS.inc()
-
-
 @bp.after_request
-def _count_error(response: Response) -> Response:
-    # After-request hooks also run for responses made by the error handlers, so every rejected
-    # or failed /predict is counted here, whatever raised it.
+def _count(response: Response) -> Response:
+    # After-request hooks also run for responses made by the error handlers, so every /predict,
+    # accepted or rejected (by the app's request checks too), is counted here once, whatever raised.
+    metrics.PREDICTION_REQUESTS.inc()
     if response.status_code >= 400:
         metrics.PREDICTION_ERRORS.labels(str(response.status_code)).inc()
     return response
@@ -40,7 +36,7 @@ def predict() -> Response:
     req = parse_predict(
         json_body(), state.models.feature_names, service.settings.max_batch, request.headers.get("X-User-ID")
     )
-    result = service.predict(req.X, req.user_id, started, state)
+    result = service.predict(req.X, req.user_id, started, state, client=request.remote_addr)
     body: dict[str, Any]
     if req.batch:
         body = {
@@ -48,6 +44,7 @@ def predict() -> Response:
             "class_names": result.class_names,
             "probabilities": result.probabilities,
             "prediction_ids": result.prediction_ids,
+            "feedback_tokens": result.feedback_tokens,
             "model_version": result.version,
             "timestamp": result.timestamp,
             "latency_ms": result.latency_ms,
@@ -59,6 +56,7 @@ def predict() -> Response:
             "probabilities": result.probabilities[0],
             "model_version": result.version,
             "prediction_id": result.prediction_ids[0],
+            "feedback_token": result.feedback_tokens[0],
             "timestamp": result.timestamp,
             "latency_ms": result.latency_ms,
         }

@@ -21,6 +21,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_USER_ID_LENGTH = 256
 MAX_WEIGHT = 1_000_000
 MAX_PREDICTION_ID_LENGTH = 64
+MAX_TOKEN_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class PredictRequest:
 
 @dataclass(frozen=True)
 class FeedbackRequest:
-    """A validated /feedback body: (prediction_id, class index) pairs; ``bulk`` for {"feedback": [...]}."""
+    """A validated /feedback body: (prediction_id, class index, feedback_token) items; ``bulk`` for a list."""
 
-    items: list[tuple[str, int]]
+    items: list[tuple[str, int, str | None]]
     bulk: bool
 
 
@@ -79,9 +80,7 @@ def parse_predict(
     body = require_object(payload)
     unknown = set(body) - {"features", "instances", "user_id"}
     if unknown:
-        raise BadRequest(
-            f"unknown field(s): {', '.join(sorted(map(repr, unknown)))}; expected 'features' or 'instances'"
-        )
+        raise BadRequest(f"unknown field(s): {quote_some(sorted(unknown))}; expected 'features' or 'instances'")
     if ("features" in body) == ("instances" in body):
         raise BadRequest("send exactly one of 'features' (one row) or 'instances' (a batch)")
     user_id = parse_user_id(body["user_id"]) if "user_id" in body else parse_user_id(header_user, "X-User-ID header")
@@ -114,7 +113,7 @@ def parse_row(row: Any, feature_names: list[str], where: str) -> list[float]:
             if missing:
                 parts.append(f"missing feature(s) {', '.join(missing)}")
             if unknown:
-                parts.append(f"unknown feature(s) {', '.join(map(repr, unknown[:10]))}")
+                parts.append(f"unknown feature(s) {quote_some(unknown)}")
             raise BadRequest(f"{where}: {'; '.join(parts)}; expected {', '.join(feature_names)}")
         return [parse_number(row[name], f"{where}.{name}") for name in feature_names]
     raise BadRequest(f"{where} must be a list of {n} numbers or an object keyed by feature name, got {_kind(row)}")
@@ -182,18 +181,21 @@ def parse_feedback(payload: Any, class_names: list[str], max_items: int) -> Feed
     )
 
 
-def _feedback_item(item: Any, class_names: list[str], where: str) -> tuple[str, int]:
+def _feedback_item(item: Any, class_names: list[str], where: str) -> tuple[str, int, str | None]:
     if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be an object with prediction_id and label")
-    unknown = set(item) - {"prediction_id", "label"}
+        raise BadRequest(f"{where} must be an object with prediction_id, label and feedback_token")
+    unknown = set(item) - {"prediction_id", "label", "feedback_token"}
     if unknown:
-        raise BadRequest(f"{where}: unknown field(s) {', '.join(sorted(map(repr, unknown)))}")
+        raise BadRequest(f"{where}: unknown field(s) {quote_some(sorted(unknown))}")
     pid = item.get("prediction_id")
     if not isinstance(pid, str) or not 0 < len(pid) <= MAX_PREDICTION_ID_LENGTH:
         raise BadRequest(f"{where}: prediction_id must be the id string returned by /predict")
     if "label" not in item:
         raise BadRequest(f"{where}: label is missing")
-    return pid, parse_label(item["label"], class_names, f"{where}: label")
+    token = item.get("feedback_token")
+    if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH):
+        raise BadRequest(f"{where}: feedback_token must be the token string returned by /predict")
+    return pid, parse_label(item["label"], class_names, f"{where}: label"), token
 
 
 def parse_weights_update(payload: Any) -> dict[str, int]:
@@ -206,9 +208,9 @@ def parse_weights_update(payload: Any) -> dict[str, int]:
         raise BadRequest('"weights" must be a non-empty object like {"v1": 90, "v2": 10}')
     for version, weight in raw.items():
         if isinstance(weight, bool) or not isinstance(weight, int):
-            raise BadRequest(f"weight of {version} must be a non-negative integer, got {weight!r}")
+            raise BadRequest(f"weight of {quote_some([version])} must be a non-negative integer, got {_kind(weight)}")
         if not 0 <= weight <= MAX_WEIGHT:
-            raise BadRequest(f"weight of {version} must be between 0 and {MAX_WEIGHT}, got {weight}")
+            raise BadRequest(f"weight of {quote_some([version])} must be between 0 and {MAX_WEIGHT}")
     return dict(raw)
 
 
@@ -220,6 +222,12 @@ def parse_since_arg(raw: str | None) -> float | None:
         return parse_since(raw)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def quote_some(names: list[str], most: int = 5, width: int = 40) -> str:
+    """A few of the client's names for a message, each quoted and cut short: "'a', 'b' and 70000 more"."""
+    shown = ", ".join(repr(n if len(n) <= width else n[:width] + "…") for n in names[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
 
 
 def _kind(value: Any) -> str:

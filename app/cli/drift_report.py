@@ -53,7 +53,7 @@ def render(report: dict[str, Any], title: str = "Drift Detection Report") -> str
 
 def live_report(settings: Settings) -> dict[str, Any]:
     """Drift of the live window in the store, against the verified training reference."""
-    stats = load_training_stats(settings.models_dir)
+    stats = load_training_stats(settings.models_dir, settings.signing_key)
     store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
     try:
         return window_drift(store, np.asarray(stats["reference"], dtype=float), stats["feature_names"], settings)
@@ -65,7 +65,7 @@ def simulate(settings: Settings, seed: int) -> tuple[list[tuple[str, dict[str, A
     """One window per scenario; True when each is classified as expected."""
     from app.stats.simulation import SCENARIOS, simulate_scenario  # scikit-learn, only for --simulate
 
-    stats = load_training_stats(settings.models_dir)
+    stats = load_training_stats(settings.models_dir, settings.signing_key)
     rng = np.random.default_rng(seed)
     reference = np.asarray(stats["reference"], dtype=float)
     labels = stats.get("reference_labels")

@@ -1,4 +1,7 @@
-"""``mlops-train`` / ``python app/train_model.py``: train v1 and v2 on Iris or a CSV and swap the set in."""
+"""``mlops-train`` / ``python app/train_model.py``: train v1 and v2 on Iris or a CSV and swap the set in.
+
+With MODEL_SIGNING_KEY (or MODEL_SIGNING_KEY_FILE) in the environment the new set is signed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.serving import model_sync
 from app.settings import Settings, SettingsError
+from app.store import StoreUnavailable, open_store
 from app.training.datasets import DataError, load_csv_dataset, load_iris_dataset
 from app.training.trainer import train
 
@@ -19,9 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models-dir", type=Path, help="where to write the model set (default: MODELS_DIR or app/models)"
     )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="also store the set in the state store (DATABASE_URL), so every host serves it after POST /models/reload",
+    )
     args = parser.parse_args(argv)
     try:
-        models_dir = args.models_dir or Settings.from_env().models_dir
+        # --models-dir is validated like MODELS_DIR (a signing key file must not be inside it).
+        settings = Settings.from_env(**({"models_dir": args.models_dir} if args.models_dir else {}))
+        models_dir = settings.models_dir
         if args.data is not None:
             if not args.target:
                 raise DataError("--data needs --target <column>")
@@ -31,10 +43,26 @@ def main(argv: list[str] | None = None) -> int:
             print("Loading Iris dataset...")
             data = load_iris_dataset()
         print(f"{len(data.y)} rows, {len(data.feature_names)} features, classes: {', '.join(data.class_names)}")
-        train(data, models_dir)
+        train(data, models_dir, signing_key=settings.signing_key)
     except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("Training complete!")
-    print(f"Model set written to {models_dir}")
+    print(f"Model set written to {models_dir}" + (" (signed)" if settings.signing_key else ""))
+    if args.publish:
+        return _publish(settings)
+    return 0
+
+
+def _publish(settings: Settings) -> int:
+    """Store the freshly trained set for every host."""
+    store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout, create=True)
+    try:
+        set_id = model_sync.publish(store, settings.models_dir, settings.signing_key)
+    except StoreUnavailable as exc:
+        print(f"error: the model set was not published, the state store is unavailable: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"Published as model set {set_id}: POST /models/reload on any host makes every host serve it")
     return 0

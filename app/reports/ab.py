@@ -9,6 +9,7 @@ from app.clock import iso, utc_now
 from app.serving.router import traffic_shares
 from app.stats import experiment
 from app.store import Experiment, Store, VariantCounts
+from app.store.contract import COUNT_BUCKET_SECONDS
 
 
 def ab_report(
@@ -18,15 +19,22 @@ def ab_report(
 
     Without ``since`` the period is the current experiment; its expected shares are ``shares`` (the
     router's, which knows which versions can serve) or those of the configured weights. With ``since``
+    (rounded down to the hour the counters are kept by, and clamped to the oldest hour they still hold)
     every experiment period overlapping it contributes its own shares, in proportion to its traffic.
+    Everything comes from the store's running counters: the cost does not grow with the log.
     """
+    clamped = False
     if since is None:
         counts = store.variant_counts(experiment_id=current.id)
-        latencies = store.latencies(experiment_id=current.id)
+        latencies = store.latency_histograms(experiment_id=current.id)
         expected = dict(shares) if shares is not None else traffic_shares(current.weights)
     else:
+        since = float(int(since // COUNT_BUCKET_SECONDS) * COUNT_BUCKET_SECONDS)
+        oldest = store.counted_since()
+        if oldest is not None and since < oldest:
+            since, clamped = oldest, True
         counts = store.variant_counts(since=since)
-        latencies = store.latencies(since=since)
+        latencies = store.latency_histograms(since=since)
         expected = _mixed_shares(counts, {e.id: e for e in store.experiments()}, current)
     totals: dict[str, list[int]] = {}
     for c in counts:
@@ -43,7 +51,7 @@ def ab_report(
             requests=totals.get(v, [0, 0, 0])[0],
             labeled=totals.get(v, [0, 0, 0])[1],
             correct=totals.get(v, [0, 0, 0])[2],
-            latencies_ms=latencies.get(v, []),
+            latency_histogram=latencies.get(v, []),
         )
         for v in versions
     ]
@@ -57,6 +65,7 @@ def ab_report(
     return {
         "experiment": period,
         "since": iso(since) if since is not None else iso(current.started_at),
+        "since_clamped": clamped,
         "generated_at": utc_now(),
         **report,
     }

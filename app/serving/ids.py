@@ -6,8 +6,6 @@ import os
 import time
 import uuid
 
-_RECENT_MS = 5000
-
 
 def new_prediction_ids(n: int, now: float) -> list[str]:
     """n UUIDv7 ids: random, and time-ordered so the log's unique index grows at its end."""
@@ -31,9 +29,9 @@ def is_uuid(text: str) -> bool:
         return False
 
 
-def recently_issued(text: str) -> bool:
-    """A UUIDv7 whose timestamp is within the last few seconds: its row may still be in a worker's buffer."""
+def issued_within(text: str, seconds: float) -> bool:
+    """A UUIDv7 whose timestamp is within the last ``seconds`` (a second of clock skew allowed ahead)."""
     if not is_uuid(text) or text[14] != "7":
         return False
     issued_ms = int(text[:8] + text[9:13], 16)
-    return -1000 <= time.time() * 1000 - issued_ms <= _RECENT_MS
+    return -1000 <= time.time() * 1000 - issued_ms <= seconds * 1000

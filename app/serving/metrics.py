@@ -17,24 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-LATENCY_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.00075,
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
+from app.stats.latency import LATENCY_BUCKETS
 
 PREDICTION_REQUESTS = Counter("prediction_requests", "POST /predict requests, accepted or rejected")
 MODEL_VERSION_REQUESTS = Counter("model_version_requests", "Prediction requests served, by model version", ["version"])
@@ -50,6 +33,33 @@ FEEDBACK = Counter(
     "prediction_feedback", "First labels received for predictions, by version and outcome", ["version", "outcome"]
 )
 FEEDBACK_CORRECTIONS = Counter("prediction_feedback_corrections", "Labels that replaced an earlier label", ["version"])
+
+PREDICT_ERROR_CODES = ("400", "413", "415", "500", "503")
+"""The error statuses the API itself can answer POST /predict with (404 and 405 are not /predict's)."""
+FEEDBACK_OUTCOMES = ("correct", "incorrect")
+LOG_LOSS_REASONS = ("store_unavailable", "queue_full", "shutdown", "client_quota")
+
+
+def initialise(versions: Iterable[str], class_names: Iterable[str]) -> None:
+    """Create every labelled series at 0 for these model versions and classes.
+
+    A series that was never incremented does not exist for Prometheus, so ``rate(prediction_errors_total[5m])``
+    would answer nothing on a fresh start. Idempotent and cheap: call it whenever a model set is loaded. In
+    multiprocess mode each worker writes its zeros to its own file and the scrape sums them.
+    """
+    for code in PREDICT_ERROR_CODES:
+        PREDICTION_ERRORS.labels(code)
+    for reason in LOG_LOSS_REASONS:
+        LOG_ERRORS.labels(reason)
+    classes = list(class_names)
+    for version in versions:
+        MODEL_VERSION_REQUESTS.labels(version)
+        PREDICTION_LATENCY.labels(version)
+        FEEDBACK_CORRECTIONS.labels(version)
+        for outcome in FEEDBACK_OUTCOMES:
+            FEEDBACK.labels(version, outcome)
+        for name in classes:
+            PREDICTIONS.labels(version, name)
 
 
 def multiprocess_enabled() -> bool:
@@ -99,6 +109,16 @@ class StateCollector:
         for version, meta in state.get("models", {}).items():
             info.add_metric([version, meta["sha256"], str(meta["n_estimators"]), meta["backend"]], 1)
         yield info
+        store = GaugeMetricFamily(
+            "state_store_available", "1 while this worker's last state-store operation worked, else 0"
+        )
+        store.add_metric([], 1.0 if state.get("store_available", True) else 0.0)
+        yield store
+        unwritten = GaugeMetricFamily(
+            "prediction_log_unwritten_rows", "Prediction-log rows held in memory while the store refuses them"
+        )
+        unwritten.add_metric([], float(state.get("unwritten_rows", 0)))
+        yield unwritten
 
 
 def render(state_collector: StateCollector) -> tuple[bytes, str]:

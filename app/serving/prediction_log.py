@@ -4,7 +4,9 @@ Requests append records to an in-memory buffer and return: no lock, no thread wa
 request thread never hands the GIL to the writer. One thread per worker wakes every
 ``flush_seconds`` (or when asked to flush) and writes everything buffered in one transaction.
 A crash loses at most what is buffered (the last flush interval); a clean shutdown drains the
-buffer first. When the store fails, rows are dropped and counted, never raised to the client.
+buffer first. When the store fails, the rows stay in memory and the next flush writes them once the
+store is back; only what exceeds the queue bound (or is still refused at shutdown) is dropped, and
+every dropped row is counted (``on_lost``). Nothing is ever raised to the client.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ class PredictionLog:
         flush_seconds: float = 0.2,
         max_queue: int = 50_000,
         retention_rows: int = 1_000_000,
+        pending_seconds: float = 600.0,
         on_lost: Callable[[str, int], None] = lambda reason, n: None,
     ) -> None:
         self._store = store
         self._flush_seconds = flush_seconds
         self._max_rows = max_queue
         self._retention = retention_rows
+        self._pending_seconds = pending_seconds
         self._on_lost = on_lost
         self._pending: deque[PredictionRecord] = deque()
         self._waiters: list[threading.Event] = []
@@ -44,6 +48,7 @@ class PredictionLog:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._since_trim = 0
+        self._unwritten: list[PredictionRecord] = []  # rows a failed write keeps for the next flush
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> None:
@@ -55,7 +60,7 @@ class PredictionLog:
         if self._stopping.is_set():
             self._on_lost("shutdown", len(records))  # a request that outlived the graceful timeout
             return
-        if len(self._pending) + len(records) > self._max_rows:
+        if len(self._pending) + len(self._unwritten) + len(records) > self._max_rows:
             self._on_lost("queue_full", len(records))
             return
         self._pending.extend(records)  # deque.extend is atomic under the GIL
@@ -78,10 +83,24 @@ class PredictionLog:
         self._wake.set()
         if self._thread.ident is None:  # never started: write what was buffered here
             self._drain()
+            self._give_up()
             return
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._drain()  # anything a request added while the writer was finishing
+        self._give_up()
+
+    @property
+    def unwritten(self) -> int:
+        """Rows kept in memory because the store refused them (written at the next flush that works)."""
+        return len(self._unwritten)
+
+    def _give_up(self) -> None:
+        """At shutdown, rows the store still refuses are lost: count them."""
+        if self._unwritten:
+            log.error("prediction log: %d rows lost at shutdown, the store is unavailable", len(self._unwritten))
+            self._on_lost("store_unavailable", len(self._unwritten))
+            self._unwritten = []
 
     def _run(self) -> None:
         while True:
@@ -99,21 +118,32 @@ class PredictionLog:
 
     def _drain(self) -> None:
         pending = self._pending
-        batch = [pending.popleft() for _ in range(len(pending))]
-        if batch:
-            self._write(batch)
+        fresh = [pending.popleft() for _ in range(len(pending))]
+        if self._unwritten:
+            self._write(self._unwritten + fresh, retry=True)
+        elif fresh:
+            self._write(fresh, retry=False)
 
-    def _write(self, batch: list[PredictionRecord]) -> None:
+    def _write(self, batch: list[PredictionRecord], *, retry: bool) -> None:
         try:
-            self._store.write_predictions(batch)
+            self._store.write_predictions(batch, retry=retry)
         except StoreUnavailable as exc:
-            log.error("prediction log: %d rows not written: %s", len(batch), exc)
-            self._on_lost("store_unavailable", len(batch))
+            # Kept for the next flush (the store heals); beyond the queue bound the oldest rows go, counted.
+            keep = batch[-self._max_rows :]
+            dropped = len(batch) - len(keep)
+            if dropped:
+                self._on_lost("store_unavailable", dropped)
+            if not self._unwritten:
+                log.error("prediction log: store unavailable, keeping %d rows to retry: %s", len(keep), exc)
+            self._unwritten = keep
             return
+        if self._unwritten:
+            log.warning("prediction log: store back, %d kept rows written", len(self._unwritten))
+        self._unwritten = []
         self._since_trim += len(batch)
         if self._since_trim >= _TRIM_EVERY_ROWS:
             self._since_trim = 0
             try:
-                self._store.trim(self._retention)
+                self._store.trim(self._retention, pending_seconds=self._pending_seconds)
             except StoreUnavailable as exc:
                 log.error("prediction log: retention trim failed: %s", exc)

@@ -1,9 +1,12 @@
 """The model registry: the verified model set a worker serves, and hot reload.
 
 Files are read through ``app.artifacts``, which checks every pickle's sha256 against the manifest
-*before* unpickling it: a file that does not match is never loaded. A ``ModelSet`` is immutable; a
-reload builds a new one and the service swaps the reference, so requests in flight finish on the set
-they started with.
+*before* unpickling it: a file that does not match is never loaded. With a signing key, the manifest's
+signature is verified first, on the very bytes that are then parsed, and a set that fails it is
+refused whole before any file is unpickled. A ``ModelSet`` is immutable; a reload builds a new one and
+the service swaps the reference, so requests in flight finish on the set they started with.
+
+Failure reasons reach /health, so they name files relative to the models directory, never by path.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import numpy as np
 import numpy.typing as npt
 import sklearn
 
-from app.artifacts import MANIFEST_NAME, load_verified, read_manifest, sha256_file
+from app.artifacts import (
+    MANIFEST_NAME,
+    load_verified,
+    parse_manifest,
+    read_manifest_bytes,
+    sha256_file,
+    verify_signature,
+)
 from app.errors import IntegrityError
 from app.serving.predictor import Predictor, SklearnPredictor, build_predictor
 
@@ -69,17 +79,25 @@ class ModelSet:
         return "degraded" if self.failed else "healthy"
 
 
-def load_model_set(models_dir: Path, backend: str = "fast", previous: ModelSet | None = None) -> ModelSet:
+def load_model_set(
+    models_dir: Path,
+    backend: str = "fast",
+    previous: ModelSet | None = None,
+    *,
+    signing_key: bytes | None = None,
+) -> ModelSet:
     """Load and verify every version in ``models_dir``.
 
     With ``previous``, unchanged versions are reused as they are and a version whose new files
-    fail to load keeps serving its previous model (reported in ``failed``). If training swaps a
-    new set in while this runs (the manifest changed), the load starts again.
+    fail to load keeps serving its previous model (reported in ``failed``). With ``signing_key``
+    (MODEL_SIGNING_KEY), a set whose manifest signature does not match is refused whole, before any
+    file is unpickled, and ``previous`` keeps serving. If training swaps a new set in while this
+    runs (the manifest changed), the load starts again.
     """
     models_dir = Path(models_dir)
     for _ in range(_LOAD_ATTEMPTS):
         before = _manifest_bytes(models_dir)
-        model_set = _load_once(models_dir, backend, previous)
+        model_set = _load_once(models_dir, backend, previous, signing_key)
         if _manifest_bytes(models_dir) == before:
             return model_set
         log.warning("model set in %s changed while loading; loading again", models_dir)
@@ -97,14 +115,21 @@ def _manifest_bytes(models_dir: Path) -> bytes | None:
         return None
 
 
-def _load_once(models_dir: Path, backend: str, previous: ModelSet | None) -> ModelSet:
+def _load_once(models_dir: Path, backend: str, previous: ModelSet | None, signing_key: bytes | None) -> ModelSet:
     """One attempt at loading ``models_dir``; see ``load_model_set``."""
     try:
-        manifest = read_manifest(models_dir)
+        raw = read_manifest_bytes(models_dir)
+        if signing_key is not None:
+            verify_signature(models_dir, raw, signing_key)  # before the manifest names any file to open
+        manifest = parse_manifest(raw)  # the verified bytes, not a second read
     except FileNotFoundError:
-        return _keep_previous(previous, f"{MANIFEST_NAME} not found in {models_dir}: run python app/train_model.py")
+        return _keep_previous(
+            previous, f"{MANIFEST_NAME} not found in the models directory (MODELS_DIR): run python app/train_model.py"
+        )
+    except IntegrityError as exc:
+        return _keep_previous(previous, str(exc))
     except (ValueError, KeyError, TypeError) as exc:
-        return _keep_previous(previous, f"{MANIFEST_NAME} is invalid: {exc}")
+        return _keep_previous(previous, f"{MANIFEST_NAME} is invalid: {_without_paths(str(exc), models_dir)}")
 
     # Only a previous set with the same features and classes can stand in for a version that fails.
     fallback = previous if previous is not None and _same_schema(previous, manifest) else None
@@ -132,6 +157,7 @@ def _load_versions(
             versions[version] = _load_version(models_dir, version, meta, manifest, backend, old)
         except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
             reason = str(exc) if isinstance(exc, IntegrityError) else f"cannot load {meta.get('file')}: {exc}"
+            reason = _without_paths(reason, models_dir)
             failed[version] = reason
             if old is not None:
                 versions[version] = old
@@ -184,9 +210,18 @@ def _load_reference(
         stats = load_verified(models_dir / stats_meta["file"], stats_meta["sha256"])
         return np.asarray(stats["reference"], dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - drift is unavailable, predictions still serve
-        failed["training_stats"] = str(exc)
+        failed["training_stats"] = _without_paths(str(exc), models_dir)
         log.error("training statistics refused: %s", exc)
         return previous
+
+
+def _without_paths(reason: str, models_dir: Path) -> str:
+    """``reason`` with the models directory's absolute path taken out (a library's message may hold one)."""
+    prefixes = {str(models_dir.resolve()), str(models_dir.absolute()), str(models_dir)}
+    for prefix in sorted(prefixes, key=len, reverse=True):  # the longest first: one may contain another
+        if prefix not in ("", "."):
+            reason = reason.replace(prefix + "/", "").replace(prefix, "MODELS_DIR")
+    return reason
 
 
 def _checked_predictor(version: str, estimator: Any, backend: str) -> Predictor:

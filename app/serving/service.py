@@ -13,6 +13,7 @@ ends both (gunicorn's ``worker_exit`` hook, or whoever built the app).
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -23,17 +24,19 @@ import numpy as np
 import numpy.typing as npt
 
 from app.clock import iso, utc_now
-from app.errors import BadRequest, ModelUnavailable
+from app.errors import BadRequest, IntegrityError, ModelUnavailable
 from app.reports.ab import ab_report
 from app.reports.drift import window_drift
-from app.serving import metrics
-from app.serving.ids import is_uuid, new_prediction_ids, recently_issued
+from app.serving import metrics, model_sync
+from app.serving.ids import is_uuid, issued_within, new_prediction_ids
 from app.serving.prediction_log import PredictionLog
+from app.serving.quota import ClientQuota
 from app.serving.registry import ModelSet, load_model_set
 from app.serving.router import NoRoutableModel, Router, hash_user, merge_weights
+from app.serving.tokens import FeedbackTokens
 from app.settings import Settings
 from app.stats.drift import drift_score_from_p
-from app.store import Experiment, PredictionRecord, Store, StoreUnavailable, open_store
+from app.store import Experiment, LabelItem, LabelOutcome, PredictionRecord, Store, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,24 @@ class Prediction(NamedTuple):
     class_names: list[str]
     probabilities: list[list[float]]
     prediction_ids: list[str]
+    feedback_tokens: list[str]
     timestamp: str
     latency_ms: float
+
+
+class FeedbackItem(NamedTuple):
+    """One label sent to /feedback: the prediction, its true class and the token its response carried."""
+
+    prediction_id: str
+    label: int
+    token: str | None = None
+
+
+class FeedbackResult(NamedTuple):
+    """What became of one label: ``status`` is recorded, relabelled, queued, refused, not_found or forbidden."""
+
+    status: str
+    body: dict[str, Any]
 
 
 class Health(NamedTuple):
@@ -80,10 +99,16 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.database_url, busy_timeout=settings.store_busy_timeout)
+        self.store = store or self._open_store(settings)
         # Read the generation before loading, so a reload asked for meanwhile is not missed.
         self._generation = self._safe(self.store.generation, 0)
-        models = load_model_set(settings.models_dir, settings.predict_backend)
+        self._own_secrets = False  # True while the store was down at start: secrets are this worker's own
+        self.salt = settings.experiment_salt or self._install_secret("experiment_salt")
+        self.tokens = FeedbackTokens(self._install_secret("feedback_token").encode())
+        self._quota = ClientQuota(settings.log_client_rows_per_minute)
+        self._pull_models()
+        models = load_model_set(settings.models_dir, settings.predict_backend, signing_key=settings.signing_key)
+        metrics.initialise(models.versions, models.class_names)
         self.state = State.build(models, self._env_experiment(models))
         self._lock = threading.RLock()  # writers of self.state; readers just take the reference
         self.prediction_log = PredictionLog(
@@ -91,6 +116,7 @@ class Service:
             flush_seconds=settings.log_flush_seconds,
             max_queue=settings.log_queue_size,
             retention_rows=settings.log_retention_rows,
+            pending_seconds=settings.feedback_pending_seconds,
             on_lost=lambda reason, n: metrics.LOG_ERRORS.labels(reason).inc(n),
         )
         self._drift_cache: tuple[float, dict[str, Any]] | None = None
@@ -125,10 +151,21 @@ class Service:
 
     # -- serving -------------------------------------------------------------------------------
 
-    def predict(self, X: npt.NDArray[np.float64], user_id: str | None, started: float, state: State) -> Prediction:
-        """Route, predict, log and count one request of validated rows ``X`` (a batch goes to one version)."""
+    def predict(
+        self,
+        X: npt.NDArray[np.float64],
+        user_id: str | None,
+        started: float,
+        state: State,
+        client: str | None = None,
+    ) -> Prediction:
+        """Route, predict, log and count one request of validated rows ``X`` (a batch goes to one version).
+
+        ``client`` is the caller's address: its rows count against LOG_CLIENT_ROWS_PER_MINUTE, and the
+        drift window takes at most DRIFT_CLIENT_SHARE of its rows from any one client.
+        """
         try:
-            version = state.router.choose(user_id, salt=self.settings.experiment_salt)
+            version = state.router.choose(user_id, salt=self.salt)
         except NoRoutableModel as exc:
             raise ModelUnavailable(str(exc)) from None
         proba = state.models.versions[version].predictor.predict_proba(X)
@@ -141,15 +178,7 @@ class Service:
         latency = time.perf_counter() - started
         now = time.time()
         ids = new_prediction_ids(len(classes), now)
-        user_hash = hash_user(self.settings.experiment_salt, user_id) if user_id is not None else None
-        latency_ms = latency * 1000.0
-        experiment_id = state.experiment.id or None
-        self.prediction_log.record(
-            [
-                PredictionRecord(pid, now, experiment_id, version, row, c, p, latency_ms, user_hash)
-                for pid, row, c, p in zip(ids, X.tolist(), classes, probabilities, strict=True)
-            ]
-        )
+        self._log(state, version, X, classes, probabilities, ids, now, latency * 1000.0, user_id, client)
         metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
         metrics.PREDICTION_LATENCY.labels(version).observe(latency)
         for c in set(classes):
@@ -160,8 +189,36 @@ class Service:
             class_names=[names[c] for c in classes],
             probabilities=probabilities,
             prediction_ids=ids,
+            feedback_tokens=self.tokens.issue(ids),
             timestamp=iso(now),
-            latency_ms=round(latency_ms, 3),
+            latency_ms=round(latency * 1000.0, 3),
+        )
+
+    def _log(
+        self,
+        state: State,
+        version: str,
+        X: npt.NDArray[np.float64],
+        classes: list[int],
+        probabilities: list[list[float]],
+        ids: list[str],
+        now: float,
+        latency_ms: float,
+        user_id: str | None,
+        client: str | None,
+    ) -> None:
+        """Buffer the request's rows for the prediction log, within the client's quota."""
+        client_hash = hash_user(self.salt, f"address\x00{client}") if client is not None else None
+        if not self._quota.allow(client_hash, len(ids), now):
+            metrics.LOG_ERRORS.labels("client_quota").inc(len(ids))
+            return
+        user_hash = hash_user(self.salt, user_id) if user_id is not None else None
+        experiment_id = state.experiment.id or None
+        self.prediction_log.record(
+            [
+                PredictionRecord(pid, now, experiment_id, version, row, c, p, latency_ms, user_hash, client_hash)
+                for pid, row, c, p in zip(ids, X.tolist(), classes, probabilities, strict=True)
+            ]
         )
 
     def health(self) -> Health:
@@ -186,6 +243,17 @@ class Service:
         errors = dict(models.failed)
         if models.versions and not routable:
             errors["router"] = f"no loaded version has a weight above 0 (weights {state.experiment.weights})"
+        store = self.store.health()
+        body["store"] = {
+            "status": "ok" if store.available else "unavailable",
+            "unwritten_rows": self.prediction_log.unwritten,
+        }
+        if not store.available:
+            body["store"]["error"] = store.error
+            body["store"]["since"] = iso(store.since) if store.since is not None else None
+            errors["store"] = f"state store unavailable: {store.error}"
+            if routable:
+                body["status"] = "degraded"  # predictions are served; logging, feedback and admin wait
         if errors:
             body["errors"] = errors
         return Health(body, routable)
@@ -252,46 +320,57 @@ class Service:
 
     # -- feedback and reports ------------------------------------------------------------------
 
-    def feedback(self, items: list[tuple[str, int]]) -> list[dict[str, Any] | None]:
-        """Record labels (None for an unknown id); a just-issued id not yet flushed is awaited briefly."""
-        results = self._label(items, [None] * len(items))
-        # Only ids this service issued in the last few seconds can still be on their way to the store.
-        if any(r is None and recently_issued(pid) for r, (pid, _) in zip(results, items, strict=True)):
-            self.prediction_log.flush()
-            deadline = time.monotonic() + self.settings.feedback_wait_seconds
-            while True:
-                results = self._label(items, results)
-                pending = [r is None and recently_issued(pid) for r, (pid, _) in zip(results, items, strict=True)]
-                if not any(pending) or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
-        return results
+    def feedback(self, items: list[FeedbackItem], *, admin: bool = False) -> list[FeedbackResult]:
+        """Record labels, in one store transaction; never waits for anything.
 
-    def _label(self, items: list[tuple[str, int]], results: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
-        """Label the items not labelled yet, in one store transaction."""
-        todo = [i for i, r in enumerate(results) if r is None and is_uuid(items[i][0])]
-        if not todo:
-            return results
-        found = self.store.set_labels([items[i] for i in todo])
-        results = list(results)
-        for i, outcome in zip(todo, found, strict=True):
-            if outcome is None:
-                continue
-            pid, label = items[i]
-            correct = outcome.prediction == label
-            if outcome.previous_label is None:
+        Without the admin token every label needs the feedback token its prediction was answered with,
+        and a prediction already labelled keeps its label (relabelling is an admin action). A label for
+        a prediction whose row is not stored yet (its worker flushes every LOG_FLUSH_SECONDS) is queued
+        and applied when the row is written: only ids whose token verified (or an admin's) are queued,
+        and only while younger than FEEDBACK_PENDING_SECONDS by the time inside the id.
+        """
+        results: list[FeedbackResult | None] = [None] * len(items)
+        todo: list[tuple[int, LabelItem]] = []
+        for i, item in enumerate(items):
+            if not admin and (item.token is None or not self.tokens.verify(item.prediction_id, item.token)):
+                why = "feedback_token is missing" if item.token is None else "feedback_token does not match"
+                results[i] = _feedback_error(
+                    "forbidden", item, f"{why}: send the feedback_token /predict returned with this prediction"
+                )
+            elif not is_uuid(item.prediction_id):
+                results[i] = _feedback_error("not_found", item, f"no prediction with id {item.prediction_id!r}")
+            else:
+                queue = issued_within(item.prediction_id, self.settings.feedback_pending_seconds)
+                todo.append((i, LabelItem(item.prediction_id, item.label, queue)))
+        outcomes = self.store.set_labels([label for _, label in todo], relabel=admin) if todo else []
+        for (i, _), outcome in zip(todo, outcomes, strict=True):
+            results[i] = self._feedback_result(items[i], outcome)
+        return [r for r in results if r is not None]
+
+    def _feedback_result(self, item: FeedbackItem, outcome: LabelOutcome) -> FeedbackResult:
+        pid = item.prediction_id
+        if outcome.status in ("recorded", "relabelled"):
+            correct = outcome.prediction == item.label
+            if outcome.status == "recorded":
                 metrics.FEEDBACK.labels(outcome.model_version, "correct" if correct else "incorrect").inc()
             else:
                 metrics.FEEDBACK_CORRECTIONS.labels(outcome.model_version).inc()
-            results[i] = {
+            body = {
                 "prediction_id": pid,
                 "model_version": outcome.model_version,
                 "prediction": outcome.prediction,
-                "label": label,
+                "label": item.label,
                 "correct": correct,
-                "corrected": outcome.previous_label is not None,
+                "corrected": outcome.status == "relabelled",
             }
-        return results
+            return FeedbackResult(outcome.status, body)
+        if outcome.status == "queued":
+            return FeedbackResult("queued", {"prediction_id": pid, "label": item.label, "status": "queued"})
+        if outcome.status == "refused":
+            return _feedback_error(
+                "refused", item, "this prediction is labelled already; relabelling needs the admin token"
+            )
+        return _feedback_error("not_found", item, f"no prediction with id {pid!r}")
 
     def drift(self) -> dict[str, Any]:
         """Drift of the last DRIFT_WINDOW logged rows against the training reference (cached 1 s)."""
@@ -306,7 +385,11 @@ class Service:
         return result
 
     def ab_report(self, since: float | None = None) -> dict[str, Any]:
-        """The A/B verdict for the current experiment period, or for everything since ``since``."""
+        """The A/B verdict for the current experiment period, or for everything since ``since``.
+
+        Not cached: it reads only the store's running counters (well under a millisecond on a 10M-row log),
+        so every call is exact, whichever worker answers.
+        """
         state = self.state
         return ab_report(self.store, state.experiment, since=since, shares=state.router.shares)
 
@@ -314,6 +397,8 @@ class Service:
         """Scrape-time gauges: drift, per-version accuracy, weights, loaded models."""
         state = self.state
         snapshot: dict[str, Any] = {
+            "store_available": self.store.health().available,
+            "unwritten_rows": self.prediction_log.unwritten,
             "weights": dict(state.experiment.weights),
             "models": {
                 v: {
@@ -370,10 +455,26 @@ class Service:
             lambda: self.store.ensure_experiment(env_weights, env_weights), _offline_experiment(env_weights)
         )
 
+    def _pull_models(self) -> None:
+        """Bring MODELS_DIR to the newest model set published in the store, if there is a newer one."""
+        try:
+            model_sync.pull(self.store, self.settings.models_dir, self.settings.signing_key)
+        except StoreUnavailable as exc:
+            log.error("published model sets not checked, the state store is unavailable: %s", exc)
+        except (IntegrityError, ValueError, OSError) as exc:
+            log.error("the published model set was not installed: %s", exc)
+
     def _reload_models(self) -> None:
-        """Load MODELS_DIR again and swap in the new state (callers hold the lock)."""
+        """Load MODELS_DIR again, after fetching a newer published set, and swap in the new state (under the lock)."""
+        self._pull_models()
         state = self.state
-        models = load_model_set(self.settings.models_dir, self.settings.predict_backend, previous=state.models)
+        models = load_model_set(
+            self.settings.models_dir,
+            self.settings.predict_backend,
+            previous=state.models,
+            signing_key=self.settings.signing_key,
+        )
+        metrics.initialise(models.versions, models.class_names)
         experiment = state.experiment
         if models.versions and not any(v in experiment.weights for v in models.versions):
             # The first models to appear (the service started before training): their environment
@@ -387,6 +488,10 @@ class Service:
 
     def sync(self) -> None:
         """Adopt the store's newer weights and model generation (the poller calls this)."""
+        if self._own_secrets:  # the store is back: use the install's secrets like every other worker
+            self.salt = self.settings.experiment_salt or self.store.secret("experiment_salt")
+            self.tokens = FeedbackTokens(self.store.secret("feedback_token").encode())
+            self._own_secrets = False
         latest = self.store.latest_experiment()
         generation = self.store.generation()
         with self._lock:
@@ -399,7 +504,11 @@ class Service:
 
     def _sync_loop(self) -> None:
         last_error = 0.0
-        while not self._stop.wait(self.settings.state_poll_seconds):
+        while not self._stop.is_set():
+            # PostgreSQL announces changes (LISTEN/NOTIFY): the worker adopts them at once; SQLite polls.
+            self.store.wait_for_change(self.settings.state_poll_seconds, self._stop)
+            if self._stop.is_set():
+                return
             try:
                 self.sync()
             except StoreUnavailable as exc:
@@ -410,12 +519,29 @@ class Service:
                 log.exception("state sync failed")  # the poller must never die
 
     @staticmethod
+    def _open_store(settings: Settings) -> Store:
+        return open_store(settings.database_url, busy_timeout=settings.store_busy_timeout, create=settings.store_create)
+
+    def _install_secret(self, name: str) -> str:
+        """A per-install secret from the store; a random one for this worker alone while the store is down."""
+        try:
+            return self.store.secret(name)
+        except StoreUnavailable as exc:
+            log.error("state store unavailable at start-up, %s is this worker's own until it is back: %s", name, exc)
+            self._own_secrets = True
+            return secrets.token_urlsafe(32)
+
+    @staticmethod
     def _safe(action: Callable[[], _T], default: _T) -> _T:
         try:
             return action()
         except StoreUnavailable as exc:
             log.error("state store unavailable at start-up: %s", exc)
             return default
+
+
+def _feedback_error(status: str, item: FeedbackItem, message: str) -> FeedbackResult:
+    return FeedbackResult(status, {"prediction_id": item.prediction_id, "error": message})
 
 
 def _offline_experiment(weights: dict[str, int]) -> Experiment:

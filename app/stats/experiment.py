@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from app.stats.formatting import format_p, pct
+from app.stats.latency import quantile_ms
 from app.stats.multiple_testing import holm_adjust
 
 # Fisher's exact test takes over from the z-test below this expected cell count
@@ -32,7 +33,8 @@ class VariantData:
     requests: int
     labeled: int
     correct: int
-    latencies_ms: Sequence[float] = ()
+    latency_histogram: Sequence[int] = ()
+    """Predictions per bucket of ``app.stats.latency.LATENCY_BUCKETS`` (empty: no latency known)."""
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -155,13 +157,6 @@ def srm_test(
     return result
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Return the q-th percentile of the finite values, or None if there are none."""
-    arr = np.asarray(values, dtype=float)
-    arr = arr[np.isfinite(arr)]
-    return float(np.percentile(arr, q)) if arr.size else None
-
-
 def _validate(variant: VariantData) -> None:
     """Raise ValueError for counts that cannot come from a real period."""
     if variant.weight < 0 or variant.requests < 0 or variant.labeled < 0:
@@ -190,8 +185,8 @@ def _summarise(variant: VariantData, total_requests: int) -> dict[str, Any]:
         "correct": int(variant.correct),
         "accuracy": accuracy,
         "accuracy_ci95": ci,
-        "latency_p50_ms": _percentile(variant.latencies_ms, 50),
-        "latency_p95_ms": _percentile(variant.latencies_ms, 95),
+        "latency_p50_ms": quantile_ms(variant.latency_histogram, 0.50),
+        "latency_p95_ms": quantile_ms(variant.latency_histogram, 0.95),
     }
 
 

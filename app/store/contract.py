@@ -1,19 +1,45 @@
 """The state store's contract: what a backend keeps, and what it guarantees.
 
 The serving core, the reports and the CLIs talk to a ``Store``; ``app.store.open_store`` opens it from
-DATABASE_URL (SQLite, the only backend so far). The records are plain data so that a backend is only
-storage.
+DATABASE_URL. Every backend gives the same guarantees, and ``tests/store/test_contract.py`` checks them
+against each one:
+
+Atomicity
+    Each method is one transaction: it happens entirely or not at all. Two processes starting at once
+    with the same environment weights create one experiment period between them (``ensure_experiment``);
+    a weights change and its history row are one row written once (``start_experiment``); a batch of
+    predictions, its running counters and the queued labels it resolves commit together
+    (``write_predictions``); two labels for one prediction sent at once count once (``set_labels``).
+Ordering
+    "Latest" means the highest id: experiment ids and prediction-log ids only grow. A worker adopts a
+    period only when its id is higher than the one it serves, so it never goes back.
+Counters
+    Requests, labels, correct labels and a latency histogram per (experiment, version, hour) are kept as
+    the rows are written and labelled, so reports cost O(periods x versions x hours), never O(log size).
+    They outlive the rows: trimming the log does not change what the reports count.
+Retention
+    ``trim`` keeps the newest ``keep_rows`` prediction rows, drops queued labels older than
+    ``pending_seconds`` (their prediction never arrived) and counters older than ``counts_seconds``.
+Errors
+    ``StoreUnavailable`` is transient: the store cannot be reached or written right now (locked, read-only,
+    disk full, file gone, server down). Callers retry later or answer 503, and the backend reconnects on
+    its own. Any other exception (a constraint violated, bad SQL) is a bug: it propagates, is logged with
+    its traceback and answered 500; it is never retried as if it were an outage.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
+
+COUNT_BUCKET_SECONDS = 3600
+"""Counters are kept per hour: a report's ``since`` is rounded down to the hour."""
 
 
 class StoreUnavailable(Exception):
-    """The store could not be read or written (locked, read-only, disk full, gone)."""
+    """The store could not be read or written right now (locked, read-only, disk full, gone): transient."""
 
 
 @dataclass(frozen=True)
@@ -39,15 +65,31 @@ class PredictionRecord(NamedTuple):
     probabilities: Sequence[float]
     latency_ms: float
     user_hash: str | None = None
+    client_hash: str | None = None
+
+
+class LabelItem(NamedTuple):
+    """One label to record: for ``prediction_id``, the true class ``label``."""
+
+    prediction_id: str
+    label: int
+    queue_if_missing: bool = False
+    """Keep the label for later when the prediction is not stored yet (its worker has not flushed)."""
 
 
 @dataclass(frozen=True)
-class LabelResult:
-    """What recording a label found and changed."""
+class LabelOutcome:
+    """What recording one label did.
 
-    model_version: str
-    prediction: int
-    previous_label: int | None
+    ``recorded``: first label of a stored prediction; ``relabelled``: it replaced an earlier label;
+    ``refused``: there is a label already and relabelling was not allowed; ``queued``: the prediction is
+    not stored yet, the label is applied when it is; ``not_found``: neither stored nor queued.
+    """
+
+    status: Literal["recorded", "relabelled", "refused", "queued", "not_found"]
+    model_version: str | None = None
+    prediction: int | None = None
+    previous_label: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,17 +103,55 @@ class VariantCounts:
     correct: int
 
 
+class WindowRow(NamedTuple):
+    """One recent prediction for the drift window: its features and who sent it."""
+
+    features: list[float]
+    user_hash: str | None
+    client_hash: str | None
+
+
+@dataclass(frozen=True)
+class PublishedSet:
+    """A model set published to the store, so every host serves the same one."""
+
+    id: int
+    manifest_sha256: str
+    published_at: float
+
+
+@dataclass(frozen=True)
+class ModelSetFiles:
+    """A published set's bytes: the manifest, its signature (if it was signed) and every file it names."""
+
+    manifest: bytes
+    signature: str | None
+    files: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """Whether the last operation on the store worked, and if not what failed since when."""
+
+    available: bool
+    error: str | None = None
+    since: float | None = None
+
+
 class Store(Protocol):
-    """What the service needs from its state store."""
+    """What the service, the reports and the CLIs need from the state store (see the module docstring)."""
 
     def latest_experiment(self) -> Experiment | None:
-        """The experiment in force now, or None before the first start."""
+        """The experiment in force now (the highest id), or None before the first start."""
 
     def ensure_experiment(self, weights: dict[str, int], env_weights: dict[str, int]) -> Experiment:
-        """Keep the latest experiment while its environment weights equal ``env_weights``, else start one."""
+        """Keep the latest experiment while its environment weights equal ``env_weights``, else start one.
+
+        Atomic: processes calling this at once with the same arguments get the same period.
+        """
 
     def start_experiment(self, weights: dict[str, int], env_weights: dict[str, int], source: str) -> Experiment:
-        """Record a weights change: a new experiment period starts now."""
+        """Record a weights change: a new experiment period with a higher id starts now."""
 
     def experiments(self) -> list[Experiment]:
         """Every experiment period, oldest first."""
@@ -82,14 +162,21 @@ class Store(Protocol):
     def bump_generation(self) -> int:
         """Ask every worker to reload its models; returns the new generation."""
 
-    def write_predictions(self, records: Sequence[PredictionRecord]) -> None:
-        """Append a batch of predictions atomically; a prediction id already logged is ignored."""
+    def secret(self, name: str) -> str:
+        """A random per-install secret (created once, the same for every worker and host)."""
 
-    def trim(self, keep_rows: int) -> int:
-        """Drop the oldest logged predictions beyond ``keep_rows``; returns how many were dropped."""
+    def write_predictions(self, records: Sequence[PredictionRecord], *, retry: bool = False) -> None:
+        """Append a batch of predictions, update the counters and apply labels queued for them, atomically.
 
-    def recent_features(self, limit: int) -> list[list[float]]:
-        """Feature rows of the last ``limit`` logged predictions, newest first."""
+        ``retry`` says the batch may have been committed already (the commit's outcome was unknown): ids
+        already stored are then left out, so nothing is counted twice.
+        """
+
+    def trim(self, keep_rows: int, *, pending_seconds: float = 600.0, counts_seconds: float = 90 * 86400) -> int:
+        """Retention: keep the newest ``keep_rows`` predictions; returns how many were dropped."""
+
+    def recent_window(self, limit: int, since: float) -> list[WindowRow]:
+        """Up to ``limit`` of the newest predictions logged at or after ``since``, newest first."""
 
     def count_predictions(self) -> int:
         """Rows in the prediction log."""
@@ -97,17 +184,38 @@ class Store(Protocol):
     def find_prediction(self, prediction_id: str) -> dict[str, Any] | None:
         """One logged prediction by id (its stored fields and label), or None."""
 
-    def set_label(self, prediction_id: str, label: int) -> LabelResult | None:
-        """Record (or correct) the true label of a prediction; None if the id is unknown."""
+    def set_labels(self, items: Sequence[LabelItem], *, relabel: bool = False) -> list[LabelOutcome]:
+        """Record labels atomically, one outcome per item in input order; counters follow.
 
-    def set_labels(self, items: Sequence[tuple[str, int]]) -> list[LabelResult | None]:
-        """Record (or correct) many labels atomically; None for each unknown id, in input order."""
+        A prediction with a label keeps it unless ``relabel``; a correction is never counted twice.
+        """
 
     def variant_counts(self, *, experiment_id: int | None = None, since: float | None = None) -> list[VariantCounts]:
-        """Requests, labelled and correct predictions per (experiment, version) in the period."""
+        """Requests, labelled and correct predictions per (experiment, version), from the counters."""
 
-    def latencies(self, *, experiment_id: int | None = None, since: float | None = None) -> dict[str, list[float]]:
-        """Per-version latencies (ms) of the most recent predictions in the period."""
+    def latency_histograms(
+        self, *, experiment_id: int | None = None, since: float | None = None
+    ) -> dict[str, list[int]]:
+        """Per version, the count of predictions in each bucket of ``app.stats.latency.LATENCY_BUCKETS``."""
+
+    def counted_since(self) -> float | None:
+        """The start of the oldest hour the counters still hold, or None when they hold nothing."""
+
+    def publish_model_set(self, model_set: ModelSetFiles) -> int:
+        """Store a model set with every file its manifest names, atomically; returns its id (ids only grow)."""
+
+    def latest_model_set(self) -> PublishedSet | None:
+        """The most recently published model set, or None when none was."""
+
+    def fetch_model_set(self, set_id: int) -> ModelSetFiles:
+        """The bytes of one published set (its files are checked against the manifest by whoever loads them)."""
+
+    def wait_for_change(self, timeout: float, stop: threading.Event) -> bool:
+        """Block until a change every worker must adopt (a period, a reload) is announced, ``timeout`` passes or
+        ``stop`` is set; True when one was announced. Backends without announcements just wait (polling)."""
+
+    def health(self) -> StoreHealth:
+        """How the last operation went (a failure is remembered until an operation succeeds)."""
 
     def close(self) -> None:
         """Release every connection the store holds."""

@@ -2,13 +2,13 @@
 
 Training is deterministic (fixed split and seeds) and atomic: everything is written to a temporary
 directory beside the target and swapped in at the end, so a failed or interrupted run never leaves a
-half-written model set.
+half-written model set. With a signing key the manifest's signature is written in that same directory,
+so a set and its signature always appear together.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,7 +24,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from app.artifacts import MANIFEST_NAME, STATS_NAME, sha256_file
+from app.artifacts import MANIFEST_NAME, STATS_NAME, sha256_file, swap_into_place, write_signature
 from app.training.datasets import DataError, Dataset, fingerprint
 
 SPLIT_SEED = 42
@@ -61,8 +61,16 @@ def feature_summary(
     }
 
 
-def train(data: Dataset, models_dir: Path, log: Callable[[str], object] = print) -> dict[str, Any]:
-    """Train every version on ``data`` and swap a new model set into ``models_dir``; returns the manifest."""
+def train(
+    data: Dataset,
+    models_dir: Path,
+    log: Callable[[str], object] = print,
+    signing_key: bytes | None = None,
+) -> dict[str, Any]:
+    """Train every version on ``data`` and swap a new model set into ``models_dir``; returns the manifest.
+
+    With ``signing_key`` (MODEL_SIGNING_KEY) the manifest is signed (manifest.json.sig).
+    """
     split = _split(data)
     created_at = datetime.now(UTC).isoformat()
     data_id = fingerprint(data)
@@ -76,8 +84,11 @@ def train(data: Dataset, models_dir: Path, log: Callable[[str], object] = print)
             versions[version] = {**model_file, "data_fingerprint": data_id, "created_at": created_at}
         joblib.dump(_training_stats(data, split), staging / STATS_NAME)
         manifest = _manifest(data, split, created_at, data_id, versions, staging)
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        _swap_into_place(staging, models_dir)
+        manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+        (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
+        if signing_key is not None:
+            write_signature(staging, manifest_bytes, signing_key)
+        swap_into_place(staging, models_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -162,16 +173,3 @@ def _manifest(
         "training_stats": {"file": STATS_NAME, "sha256": sha256_file(staging / STATS_NAME)},
         "versions": versions,
     }
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` with two renames, so readers see the old set or the new one."""
-    os.chmod(staging, 0o755)
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=".models-old-", dir=target.parent))
-        os.rmdir(old)
-        os.rename(target, old)
-    os.rename(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -137,9 +137,12 @@ class ApiClient:
         """POST /predict with the feature vector and the sticky A/B user id."""
         return self.request("POST", "/predict", {"features": features, "user_id": user_id})
 
-    def feedback(self, prediction_id: str, label: int | str) -> ApiResult:
-        """POST /feedback with the true label of an earlier prediction."""
-        return self.request("POST", "/feedback", {"prediction_id": prediction_id, "label": label})
+    def feedback(self, prediction_id: str, label: int | str, feedback_token: str | None) -> ApiResult:
+        """POST /feedback with the true label of an earlier prediction and the token its answer carried."""
+        body: dict[str, Any] = {"prediction_id": prediction_id, "label": label}
+        if feedback_token:
+            body["feedback_token"] = feedback_token
+        return self.request("POST", "/feedback", body)
 
     def config(self) -> ApiResult:
         """GET /config: the current routing weights and the traffic share the server derives from them."""

@@ -59,7 +59,12 @@ def test_put_config_validation_changes_nothing(client, app, body, message):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-token"}, {"Authorization": "Basic dGVzdA=="}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "test-admin-token-0123456789"},
+        {"Authorization": "Basic dGVzdA=="},
+    ],
 )
 def test_admin_needs_the_token(client, headers):
     r = client.put("/config", json={"weights": {"v1": 1}}, headers=headers)

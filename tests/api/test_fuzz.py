@@ -46,8 +46,7 @@ def fuzz_client(trained_models, tmp_path_factory):
             {},
             models_dir=trained_models,
             database_url=f"sqlite:///{tmp / 'db'}",
-            admin_token="test-token",
-            feedback_wait_seconds=0.0,
+            admin_token="test-admin-token-0123456789",
         )
     )
     yield app.test_client()

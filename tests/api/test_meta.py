@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.api.openapi import openapi_document
+
 
 def test_openapi_lists_every_route_and_method(client, app):
     doc = client.get("/openapi.json").get_json()
@@ -28,3 +30,15 @@ def test_unknown_route_and_wrong_method_are_json(client):
     assert r.status_code == 405 and "not allowed on /predict" in r.get_json()["error"]
     r = client.delete("/config")
     assert r.status_code == 405 and r.is_json
+
+
+def test_every_body_and_every_admin_call_documents_its_refusals():
+    paths = openapi_document()["paths"]
+    operations = [(p, m, op) for p, ops in paths.items() for m, op in ops.items()]
+    with_body = {(p, m) for p, m, op in operations if "requestBody" in op}
+    assert with_body >= {("/predict", "post"), ("/feedback", "post"), ("/config", "put")}
+    for path, method in with_body:
+        assert "415" in paths[path][method]["responses"], (path, method)
+    for path, method, op in operations:
+        if "security" in op:
+            assert {"401", "403", "429"} <= set(op["responses"]), (path, method)

@@ -81,7 +81,7 @@ def iris_rows(shift: float) -> list[list[float]]:
 @pytest.mark.parametrize("threshold", [0.3, 0.9])
 @pytest.mark.parametrize(("shift", "drifted"), [(0.0, False), (2.0, True)])
 def test_drift_gauge_is_the_api_decision_at_any_threshold(make_app, threshold, shift, drifted):
-    app = make_app(drift_threshold=threshold)
+    app = make_app(drift_threshold=threshold, drift_client_share=1.0)  # one client sends the window
     c = app.test_client()
     assert c.post("/predict", json={"instances": iris_rows(shift)}).status_code == 200
     service_of(app).prediction_log.flush()

@@ -57,12 +57,12 @@ def test_parse_weights_update_accepts_a_partial_update():
 
 
 def test_parse_feedback_single_and_bulk():
-    single = parse_feedback({"prediction_id": "p", "label": "Virginica"}, CLASSES, 10)
-    assert single.items == [("p", 2)] and not single.bulk
+    single = parse_feedback({"prediction_id": "p", "label": "Virginica", "feedback_token": "t"}, CLASSES, 10)
+    assert single.items == [("p", 2, "t")] and not single.bulk
     bulk = parse_feedback(
         {"feedback": [{"prediction_id": "a", "label": 0}, {"prediction_id": "b", "label": 1}]}, CLASSES, 10
     )
-    assert bulk.items == [("a", 0), ("b", 1)] and bulk.bulk
+    assert bulk.items == [("a", 0, None), ("b", 1, None)] and bulk.bulk
     with pytest.raises(BadRequest, match="the limit is 1"):
         parse_feedback({"feedback": [{"prediction_id": "a", "label": 0}] * 2}, CLASSES, 1)
     with pytest.raises(BadRequest, match="prediction_id must be"):

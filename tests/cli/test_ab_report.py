@@ -11,7 +11,7 @@ import time
 import pytest
 
 from app.settings import REPO_DIR
-from app.store import PredictionRecord, SQLiteStore
+from app.store import LabelItem, PredictionRecord, SQLiteStore
 
 
 def run(args: list[str], database) -> subprocess.CompletedProcess[str]:
@@ -30,7 +30,7 @@ def run(args: list[str], database) -> subprocess.CompletedProcess[str]:
 def database(tmp_path):
     """A period at 50/50 where v1 is right 100 times of 100 and v2 60 times of 100."""
     path = tmp_path / "ab.db"
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, create=True)
     period = store.ensure_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50})
     now = time.time()
     records = [
@@ -39,7 +39,8 @@ def database(tmp_path):
         for i in range(100)
     ]
     store.write_predictions(records)
-    store.set_labels([(f"v1-{i}", 0) for i in range(100)] + [(f"v2-{i}", 0 if i < 60 else 1) for i in range(100)])
+    labels = [(f"v1-{i}", 0) for i in range(100)] + [(f"v2-{i}", 0 if i < 60 else 1) for i in range(100)]
+    store.set_labels([LabelItem(pid, label) for pid, label in labels])
     store.close()
     return path
 
@@ -61,11 +62,15 @@ def test_text_report(database):
 
 
 def test_since_covers_all_periods_and_a_bad_since_exits_two(database):
-    assert json.loads(run(["--json", "--since", "2020-01-01T00:00:00Z"], database).stdout)["since"].startswith("2020")
+    report = json.loads(run(["--json", "--since", "2020-01-01T00:00:00Z"], database).stdout)
+    assert report["since_clamped"] is True and report["variants"]["v1"]["requests"] == 100
     bad = run(["--since", "yesterday"], database)
     assert bad.returncode == 2 and "since must be" in bad.stderr
 
 
 def test_an_empty_store_exits_two(tmp_path):
+    result = run([], tmp_path / "empty.db")
+    assert result.returncode == 2 and "empty.db is gone" in result.stderr
+    SQLiteStore(tmp_path / "empty.db", create=True).close()
     result = run([], tmp_path / "empty.db")
     assert result.returncode == 2 and "no experiment recorded yet" in result.stderr

@@ -26,7 +26,7 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 
 def fill(database, rows: np.ndarray) -> None:
-    store = SQLiteStore(database)
+    store = SQLiteStore(database, create=True)
     store.write_predictions(
         [PredictionRecord(f"p{i}", time.time(), 1, "v1", row.tolist(), 0, [1, 0, 0], 1.0) for i, row in enumerate(rows)]
     )

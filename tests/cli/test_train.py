@@ -1,5 +1,6 @@
 """The training CLI: the seeds' commands, the console script, bring-your-own CSV and its one-line failures."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.artifacts import MANIFEST_NAME, SIGNATURE_NAME, verify_signature
 from app.cli.train import main
 from app.serving.registry import load_model_set
 from app.settings import REPO_DIR
@@ -77,3 +79,40 @@ def test_bad_csv_exits_nonzero_with_one_line_and_touches_nothing(tmp_path, capsy
 def test_data_without_target_is_refused(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "x.csv"), "--models-dir", str(tmp_path / "m")]) == 2
     assert "--data needs --target" in capsys.readouterr().err
+
+
+KEY = "model-signing-key-of-32-chars!!!"
+
+
+def test_the_seed_command_signs_with_the_key_from_the_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SIGNING_KEY")}
+    out = subprocess.run(
+        [sys.executable, "app/train_model.py", "--models-dir", str(tmp_path / "m")],
+        cwd=REPO_DIR,
+        env={**env, "MODEL_SIGNING_KEY": KEY},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "(signed)" in out
+    models = tmp_path / "m"
+    verify_signature(models, (models / MANIFEST_NAME).read_bytes(), KEY.encode())
+    assert load_model_set(models, signing_key=KEY.encode()).status == "healthy"
+    assert load_model_set(models, signing_key=b"another key of thirty-two bytes!").status == "unhealthy"
+
+
+def test_a_key_file_signs_and_one_inside_the_models_directory_is_refused(tmp_path, monkeypatch, capsys):
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(KEY + "\n")
+    monkeypatch.delenv("MODEL_SIGNING_KEY", raising=False)
+    monkeypatch.setenv("MODEL_SIGNING_KEY_FILE", str(key_file))
+    assert main(["--models-dir", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / SIGNATURE_NAME).exists()
+    assert load_model_set(tmp_path / "m", signing_key=KEY.encode()).status == "healthy"
+
+    inside = tmp_path / "m" / "signing.key"
+    inside.write_text(KEY)
+    monkeypatch.setenv("MODEL_SIGNING_KEY_FILE", str(inside))
+    assert main(["--models-dir", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "MODEL_SIGNING_KEY_FILE" in err and "outside MODELS_DIR" in err and KEY not in err

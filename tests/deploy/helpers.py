@@ -47,6 +47,7 @@ ALERTS = (
     "HighPredictionLatencyP95",
     "PredictionApiDown",
     "ABSplitMismatch",
+    "StateStoreUnavailable",
 )
 
 # Environment variables that docker-compose.yml interpolates; removed so the

@@ -1,4 +1,7 @@
-"""docker-compose.yml as `docker-compose config` resolves it (no Docker engine needed), and its healthchecks run."""
+"""docker-compose.yml as `docker-compose config` resolves it (no Docker engine needed), and its healthchecks run.
+
+The API's port is published by the nginx front door; flask-api itself is only on the compose network.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.cli.configs import COMPOSE_NGINX_CONFIG, compose_frontdoor
 from app.settings import Settings
 from tests.deploy.helpers import (
     COMPOSE_FILE,
@@ -33,11 +37,13 @@ from tests.deploy.helpers import (
 )
 
 SERVICES = {
-    # service: (container name, port inside the network, variable that moves the host port)
-    "flask-api": ("mlops-flask-api", 5000, "API_PORT"),
+    # service with a published port: (container name, port inside the network, variable that moves the host port)
+    "frontdoor": ("mlops-frontdoor", 5000, "API_PORT"),
     "streamlit-ui": ("mlops-streamlit-ui", 8501, "UI_PORT"),
     "prometheus": ("mlops-prometheus", 9090, "PROMETHEUS_PORT"),
 }
+# Services only the compose network reaches.
+INTERNAL = {"flask-api": ("mlops-flask-api", 5000)}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +74,19 @@ def test_compose_admin_token_comes_from_environment_only():
 
 
 def test_compose_services_names_and_ports(resolved):
-    """Three services with fixed container names; each host port follows its variable, the inside port does not."""
+    """Four services with fixed container names; each host port follows its variable, the inside port does not;
+    the API itself publishes nothing (its port is the front door's)."""
     services = resolved["services"]
-    assert set(services) == set(SERVICES)
+    assert set(services) == set(SERVICES) | set(INTERNAL)
     moved = compose_config(API_PORT="15000", UI_PORT="18501", PROMETHEUS_PORT="19090")["services"]
     for name, (container, port, variable) in SERVICES.items():
         assert services[name]["container_name"] == container
         assert resolved_ports(services[name]["ports"]) == [("127.0.0.1", str(port), port)], name
         assert resolved_ports(moved[name]["ports"]) == [("127.0.0.1", f"1{port}", port)], (name, variable)
+    for name, (container, port) in INTERNAL.items():
+        assert services[name]["container_name"] == container
+        assert "ports" not in services[name] and "ports" not in moved[name], f"{name} must not be published"
+        assert [str(p) for p in services[name]["expose"]] == [str(port)], name
 
 
 def test_compose_publishes_every_port_on_bind_host_defaulting_to_loopback(resolved):
@@ -103,6 +114,7 @@ def test_compose_api_environment(compose, resolved):
         "API_HOST": "0.0.0.0",
         "API_PORT": "5000",
         "API_WORKERS": "2",
+        "PROXY_HOPS": "1",
     }
     workers = environment_dict(compose_config(API_WORKERS="4")["services"]["flask-api"]["environment"])
     assert workers["API_WORKERS"] == "4"
@@ -180,6 +192,38 @@ def health_server() -> Iterator[tuple[type[_Health], int]]:
     handler = type("Handler", (_Health,), {})
     with serve(handler) as url:
         yield handler, urlsplit(url).port
+
+
+def test_compose_frontdoor(resolved):
+    """nginx, pinned, runs the config rendered from the one template, unprivileged, in front of a healthy flask-api."""
+    door = resolved["services"]["frontdoor"]
+    # >= 1.27.3: the config's "server flask-api:5000 resolve" follows a recreated flask-api container.
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)\.(\d+)-alpine", door["image"])
+    assert match and tuple(map(int, match.groups())) >= (1, 27, 3), f"pin nginx >= 1.27.3: {door['image']}"
+    mounts = {target: (source, read_only) for source, target, read_only in volume_mounts(door["volumes"])}
+    assert mounts == {"/etc/nginx/frontdoor.conf": (str(COMPOSE_NGINX_CONFIG), True)}
+    assert door["entrypoint"] == ["nginx", "-e", "stderr", "-c", "/etc/nginx/frontdoor.conf"]
+    assert COMPOSE_NGINX_CONFIG.read_text(encoding="utf-8") == compose_frontdoor().render(), (
+        "docker/nginx/frontdoor.compose.conf is stale: python -m app.cli.configs nginx --compose "
+        "-o docker/nginx/frontdoor.compose.conf"
+    )
+    assert str(door["user"]).split(":")[0] not in ("", "0", "root"), door.get("user")
+    assert door["read_only"] is True and door["tmpfs"] == ["/tmp"], "the config writes only under /tmp"
+    assert door["depends_on"]["flask-api"]["condition"] == "service_healthy"
+    assert door["healthcheck"]["test"] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5000/health"]
+    # The UI and Prometheus still call the API on the compose network, not through the front door.
+    assert environment_dict(resolved["services"]["streamlit-ui"]["environment"])["API_URL"] == "http://flask-api:5000"
+
+
+def test_compose_frontdoor_healthcheck_runs(resolved, health_server):
+    """The front door's healthcheck (wget, as in the nginx image) against a stand-in: 0 when healthy, not when 503."""
+    test = resolved["services"]["frontdoor"]["healthcheck"]["test"]
+    handler, port = health_server
+    handler.path_ok = "/health"
+    command = [require_tool("wget"), *test[2:-1], test[-1].replace(":5000/", f":{port}/")]
+    assert_ok(run(command, timeout=30), "frontdoor healthcheck against a healthy stand-in")
+    handler.status = 503
+    assert run(command, timeout=30).returncode != 0
 
 
 @pytest.mark.parametrize(

@@ -221,6 +221,14 @@ def test_gunicorn_config_values_and_hooks(monkeypatch, tmp_path):
     assert (config["bind"], config["workers"], config["worker_class"]) == ("127.0.0.1:5000", 2, "gthread")
     assert config["preload_app"] is False, "each worker must build its own app (threads, SQLite after fork)"
     assert (config["accesslog"], config["errorlog"], config["loglevel"]) == (None, "-", "info")
+    # Sized for what the nginx front door hands over (complete requests): threads for handlers that wait.
+    assert config["threads"] == 4
+    # One listening socket per worker: nginx's pooled connections spread over the workers.
+    assert config["reuse_port"] is True
+    # nginx closes an idle pooled connection before gunicorn would, so a POST is never written to a closing one.
+    template = (ROOT / "docker" / "nginx" / "frontdoor.conf.template").read_text(encoding="utf-8")
+    upstream_idle = re.search(r"upstream api \{.*?keepalive_timeout (\d+)s;", template, re.S)
+    assert upstream_idle and config["keepalive"] > int(upstream_idle.group(1)), config["keepalive"]
     config = load_gunicorn_config(monkeypatch, API_ACCESS_LOG="-", LOG_LEVEL="warning", API_THREADS="8")
     assert (config["accesslog"], config["loglevel"], config["threads"]) == ("-", "warning", 8)
 

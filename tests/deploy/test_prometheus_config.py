@@ -52,27 +52,57 @@ def test_prometheus_scrape_config():
 
 
 def test_prometheus_target_lines_are_rewritable(tmp_path):
-    """The config `./run_demo.sh prometheus-config` writes for the native stack scrapes the native ports,
-    keeps the job names and rules, and is still valid."""
+    """The config `./run_demo.sh prometheus-config` writes for the native stack scrapes gunicorn on its loopback
+    port (API_UPSTREAM_PORT, behind the front door) and Prometheus on its own, keeps the job names and rules,
+    and is still valid."""
     tool = require_tool("promtool")
     run_dir = tmp_path / "run"
     env = {**os.environ, "RUN_DIR": str(run_dir), "API_PORT": "15000", "PROMETHEUS_PORT": "19090"}
     env.pop("BIND_HOST", None)
+    env.pop("API_UPSTREAM_PORT", None)
+    for upstream, extra in (("25000", {}), ("31234", {"API_UPSTREAM_PORT": "31234"})):
+        result = run([str(ROOT / "run_demo.sh"), "prometheus-config"], env={**env, **extra})
+        assert_ok(result, "run_demo.sh prometheus-config")
+        written = run_dir / "prometheus.yml"
+        assert result.stdout.strip() == str(written)
+        assert (run_dir / "alert_rules.yml").read_bytes() == ALERT_RULES.read_bytes()
+        assert_ok(run([tool, "check", "config", str(written)]), "promtool check config (native)")
+        config = load_yaml(written)
+        targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+        # Job names survive the rewrite: PredictionApiDown selects job="flask-api". The default upstream
+        # port is API_PORT + 10000.
+        assert targets == {"flask-api": [f"127.0.0.1:{upstream}"], "prometheus": ["127.0.0.1:19090"]}
+        # Nothing else changed.
+        original = load_yaml(PROMETHEUS_CONFIG)
+        for job in (*original["scrape_configs"], *config["scrape_configs"]):
+            job.pop("static_configs")
+        assert config == original
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        # What the sed-based version ran: the value closed the s command and added sed's `e` (execute) command.
+        ("API_PORT", "1'/;1e touch {marker} #"),
+        ("PROMETHEUS_PORT", "1'/;1e touch {marker} #"),
+        ("API_UPSTREAM_PORT", "1'/;1e touch {marker} #"),
+        # bash arithmetic evaluates array subscripts, command substitutions included.
+        ("API_PORT", "a[$(touch {marker})]"),
+        ("API_UPSTREAM_PORT", "a[$(touch {marker})]"),
+        ("START_TIMEOUT", "a[$(touch {marker})]"),
+        ("BIND_HOST", "127.0.0.1'/;1e touch {marker} #"),
+        ("API_PORT", "70000"),
+    ],
+)
+def test_prometheus_config_refuses_a_hostile_value_and_runs_nothing(tmp_path, variable, value):
+    marker = tmp_path / "ran"
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "RUN_DIR": str(run_dir), variable: value.format(marker=marker)}
     result = run([str(ROOT / "run_demo.sh"), "prometheus-config"], env=env)
-    assert_ok(result, "run_demo.sh prometheus-config")
-    written = run_dir / "prometheus.yml"
-    assert result.stdout.strip() == str(written)
-    assert (run_dir / "alert_rules.yml").read_bytes() == ALERT_RULES.read_bytes()
-    assert_ok(run([tool, "check", "config", str(written)]), "promtool check config (native)")
-    config = load_yaml(written)
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    # Job names survive the rewrite: PredictionApiDown selects job="flask-api".
-    assert targets == {"flask-api": ["127.0.0.1:15000"], "prometheus": ["127.0.0.1:19090"]}
-    # Nothing else changed.
-    original = load_yaml(PROMETHEUS_CONFIG)
-    for job in (*original["scrape_configs"], *config["scrape_configs"]):
-        job.pop("static_configs")
-    assert config == original
+    assert result.returncode != 0, result.stdout
+    assert variable in result.stderr, result.stderr
+    assert not marker.exists(), f"{variable}={value!r} ran a command"
+    assert not (run_dir / "prometheus.yml").exists(), "nothing is written for a refused value"
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +132,7 @@ def test_alert_rules_definitions(alert_rules):
             "warning",
             ["model_version_requests_total[30m]", "model_traffic_weight", "> 0.1", ">= 100"],
         ),
+        "StateStoreUnavailable": ("2m", "critical", ["state_store_available", "== 0"]),
     }
     for name, (duration, severity, fragments) in expected.items():
         rule = alert_rules[name]
@@ -128,6 +159,7 @@ def test_alert_rules_use_metrics_the_app_exports(alert_rules, client):
         "on",
         "group_left",
         "max",
+        "min",
         "without",
         "histogram_quantile",
         "avg_over_time",

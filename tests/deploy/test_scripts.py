@@ -103,18 +103,19 @@ def _apt_installs(log: Path) -> list[list[str]]:
     return [[w for w in c.split()[2:] if not w.startswith("-")] for c in calls if c.startswith("apt-get install")]
 
 
-def test_install_dev_installs_prometheus_even_when_a_dev_package_is_unavailable(tmp_path):
+def test_install_dev_installs_the_runtime_packages_even_when_a_dev_package_is_unavailable(tmp_path):
     env, log = _fake_install_env(tmp_path, uid=0, sudo=False, unavailable="chromium")
     result = run([str(ROOT / "install.sh"), "--dev"], env=env)
     assert_ok(result, "install.sh --dev")
     out = result.stdout + result.stderr
     installs = _apt_installs(log)
-    # Prometheus alone first; then the dev tools together; apt refused, so one at a time.
-    dev = ["chromium", "fonts-noto-color-emoji", "shellcheck", "docker-compose", "wrk"]
-    assert installs == [["prometheus"], dev, *[[pkg] for pkg in dev]], installs
+    # The runtime packages (Prometheus, nginx) first on their own; then the dev tools together; apt
+    # refused, so one at a time.
+    dev = ["chromium", "fonts-noto-color-emoji", "shellcheck", "docker-compose", "wrk", "postgresql"]
+    assert installs == [["prometheus", "nginx"], dev, *[[pkg] for pkg in dev]], installs
     assert "apt-get could not install chromium: no installation candidate" in out, out
     assert re.search(r"not installed: chromium \(", out), out
-    for pkg in ("prometheus", "shellcheck", "docker-compose", "wrk"):
+    for pkg in ("prometheus", "nginx", "shellcheck", "docker-compose", "wrk"):
         assert f"could not install {pkg}" not in out, out
     assert "needs root" not in out, "the failure is apt's, not a missing root"
     assert "pip -m pip install" in log.read_text(encoding="utf-8") and "requirements-dev.txt" in log.read_text()
@@ -126,15 +127,15 @@ def test_install_without_root_names_the_packages_and_the_reason(tmp_path):
     assert_ok(result, "install.sh --dev (no root)")
     out = result.stdout + result.stderr
     assert _apt_installs(log) == [], "without root apt-get install is never tried"
-    assert "cannot install prometheus: this needs root or passwordless sudo" in out, out
-    assert "cannot install chromium shellcheck docker-compose wrk: this needs root" in out, out
+    assert "cannot install prometheus nginx: this needs root or passwordless sudo" in out, out
+    assert "cannot install chromium shellcheck docker-compose wrk postgresql: this needs root" in out, out
 
     # With passwordless sudo the same run installs through sudo; a second run finds it all done.
     env, log = _fake_install_env(tmp_path, uid=1000, sudo=True, installed="fonts-noto-color-emoji")
     result = run([str(ROOT / "install.sh")], env=env)
     assert_ok(result, "install.sh (sudo)")
-    assert _apt_installs(log) == [["prometheus"]]
-    env, log = _fake_install_env(tmp_path, uid=1000, sudo=False, installed="prometheus")
+    assert _apt_installs(log) == [["prometheus", "nginx"]]
+    env, log = _fake_install_env(tmp_path, uid=1000, sudo=False, installed="prometheus nginx")
     log.unlink()
     result = run([str(ROOT / "install.sh")], env=env)
     assert_ok(result, "install.sh (second run)")
@@ -142,7 +143,7 @@ def test_install_without_root_names_the_packages_and_the_reason(tmp_path):
 
 
 def test_install_recreates_a_virtualenv_older_than_python_311(tmp_path):
-    env, log = _fake_install_env(tmp_path, uid=0, sudo=False, installed="prometheus")
+    env, log = _fake_install_env(tmp_path, uid=0, sudo=False, installed="prometheus nginx")
     venv = Path(env["VENV"])
     (venv / "bin").mkdir(parents=True)
     (venv / "pyvenv.cfg").write_text("home = /usr/old\nversion = 3.10.13\n", encoding="utf-8")

@@ -54,18 +54,24 @@ def test_verdict_counts_and_srm(api_server_factory):
     for version, predictions in served.items():
         for i, p in enumerate(predictions):
             right = version == "v1" or i % 10 < 7
-            labels.append(
-                {"prediction_id": p["prediction_id"], "label": p["prediction"] if right else (p["prediction"] + 1) % 3}
-            )
+            label = p["prediction"] if right else (p["prediction"] + 1) % 3
+            labels.append({"prediction_id": p["prediction_id"], "label": label, "feedback_token": p["feedback_token"]})
             expected_correct[version] += right
+
+    def all_logged() -> bool:
+        variants = requests.get(f"{api.url}/ab/report", timeout=10).json()["variants"]
+        return sum(v["requests"] for v in variants.values()) == len(responses)
+
+    wait_until(all_logged, timeout=5, message="every prediction in the log")  # labels then record, not queue
     before = scrape(api.url)
     half = len(labels) // 2
     r = requests.post(f"{api.url}/feedback", json={"feedback": labels[:half]}, timeout=30)
     assert r.status_code == 200 and r.json()["accepted"] == half and r.json()["not_found"] == []
     for item in labels[half:]:
         assert requests.post(f"{api.url}/feedback", json=item, timeout=10).status_code == 200
-    # a repeated label is a correction, never a second count
-    again = requests.post(f"{api.url}/feedback", json=labels[0], timeout=10).json()
+    # a repeated label is refused without the admin token, and with it is a correction, never a second count
+    assert requests.post(f"{api.url}/feedback", json=labels[0], timeout=10).status_code == 409
+    again = requests.post(f"{api.url}/feedback", json=labels[0], headers=ADMIN, timeout=10).json()
     assert again["corrected"] is True
 
     report = requests.get(f"{api.url}/ab/report", timeout=10).json()

@@ -22,10 +22,10 @@ def prometheus(api_server_factory, tmp_path):
     """Prometheus on a free port with the native config that run_demo.sh writes, scraping the API."""
     if shutil.which("prometheus") is None:
         pytest.fail("prometheus is not installed: run ./install.sh (Debian's prometheus package)")
-    api = api_server_factory()
+    api = api_server_factory(extra_env={"DRIFT_CLIENT_SHARE": "1"})  # the test is the only client
     port = free_port()
     run_dir = tmp_path / "run"
-    env = {**os.environ, "RUN_DIR": str(run_dir), "API_PORT": str(api.port), "PROMETHEUS_PORT": str(port)}
+    env = {**os.environ, "RUN_DIR": str(run_dir), "API_UPSTREAM_PORT": str(api.port), "PROMETHEUS_PORT": str(port)}
     config = subprocess.run(
         ["./run_demo.sh", "prometheus-config"], cwd=REPO_DIR, env=env, capture_output=True, text=True, check=True
     ).stdout.strip()

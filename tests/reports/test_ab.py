@@ -12,7 +12,7 @@ from app.store import PredictionRecord, SQLiteStore
 
 @pytest.fixture
 def store(tmp_path):
-    s = SQLiteStore(tmp_path / "r.db")
+    s = SQLiteStore(tmp_path / "r.db", create=True)
     yield s
     s.close()
 

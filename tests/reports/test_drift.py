@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from app.reports.drift import window_drift
+from app.reports.drift import cap_clients, window_drift
 from app.settings import Settings
-from app.store import PredictionRecord, SQLiteStore
+from app.store import PredictionRecord, SQLiteStore, WindowRow
 from app.training.datasets import load_iris_dataset
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -16,7 +16,7 @@ NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 def test_window_is_the_newest_rows_and_settings_apply(tmp_path):
     reference = load_iris_dataset().X
-    store = SQLiteStore(tmp_path / "d.db")
+    store = SQLiteStore(tmp_path / "d.db", create=True)
     shifted = reference.copy()
     shifted[:, 2] += 3.0
     rows = [*reference[:50].tolist(), *shifted[:40].tolist()]  # the newest 40 moved
@@ -33,8 +33,33 @@ def test_window_is_the_newest_rows_and_settings_apply(tmp_path):
 
 
 def test_rows_of_another_width_are_left_out(tmp_path):
-    store = SQLiteStore(tmp_path / "w.db")
+    store = SQLiteStore(tmp_path / "w.db", create=True)
     store.write_predictions([PredictionRecord("odd", time.time(), 1, "v1", [1.0, 2.0], 0, [1.0], 1.0)])
     result = window_drift(store, np.ones((10, 4)), NAMES, Settings.from_env({}))
     assert result["samples"] == 0 and result["status"] == "INSUFFICIENT_DATA"
+    store.close()
+
+
+def test_no_client_fills_more_than_its_share_of_the_window():
+    rows = [WindowRow([1.0] * 4, None, "burst") for _ in range(100)]
+    rows += [WindowRow([float(i)] * 4, f"user-{i}", "shared-address") for i in range(60)]
+    rows += [WindowRow([2.0] * 4, None, None) for _ in range(10)]  # logged without a client: not capped
+    kept, skipped = cap_clients(rows, window=40, share=0.25, width=4)
+    assert len(kept) == 40 and skipped == 90
+    assert kept[:10] == [[1.0] * 4] * 10  # the burst's 25% of the window, then the next clients
+    assert kept[10:] == [[float(i)] * 4 for i in range(30)]
+
+
+def test_a_burst_from_one_client_cannot_flip_the_verdict(tmp_path):
+    reference = load_iris_dataset().X
+    store = SQLiteStore(tmp_path / "b.db", create=True)
+    shifted = reference[:100].copy()
+    shifted[:, 2] += 3.0
+    store.write_predictions(
+        [PredictionRecord(f"p{i}", time.time(), 1, "v1", row, 0, [1.0], 1.0, None, "attacker")
+         for i, row in enumerate(shifted.tolist())]
+    )  # fmt: skip
+    settings = Settings.from_env({})
+    assert window_drift(store, reference, NAMES, settings)["status"] == "INSUFFICIENT_DATA"  # 25 rows kept
+    assert window_drift(store, reference, NAMES, settings.with_overrides(drift_client_share=1.0))["drift_detected"]
     store.close()

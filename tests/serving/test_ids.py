@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from app.serving.ids import is_uuid, new_prediction_ids, recently_issued
+from app.serving.ids import is_uuid, issued_within, new_prediction_ids
 
 
 def test_ids_are_uuid7_time_ordered_and_distinct():
@@ -16,8 +16,10 @@ def test_ids_are_uuid7_time_ordered_and_distinct():
     assert all(is_uuid(i) for i in first)
 
 
-def test_recently_issued_reads_the_id_clock():
-    assert recently_issued(new_prediction_ids(1, time.time())[0])
-    assert not recently_issued(new_prediction_ids(1, time.time() - 60)[0])
-    assert not recently_issued(str(uuid.uuid4())) and not recently_issued("not-an-id")
+def test_issued_within_reads_the_id_clock():
+    assert issued_within(new_prediction_ids(1, time.time())[0], 5)
+    assert not issued_within(new_prediction_ids(1, time.time() - 60)[0], 5)
+    assert issued_within(new_prediction_ids(1, time.time() - 60)[0], 600)
+    assert not issued_within(new_prediction_ids(1, time.time() + 30)[0], 600)  # from the future: not ours
+    assert not issued_within(str(uuid.uuid4()), 600) and not issued_within("not-an-id", 600)
     assert not is_uuid("019AB4C2-5E1D-7C3A-9F2E-4B6D8A1C3E5F")  # not canonical

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from app.serving import metrics
 from app.serving.prediction_log import PredictionLog
 from app.store import PredictionRecord, SQLiteStore
 from tests.helpers import counter, wait_until
@@ -24,7 +23,7 @@ def started(log: PredictionLog) -> PredictionLog:
 
 @pytest.fixture
 def store(tmp_path):
-    s = SQLiteStore(tmp_path / "state.db", busy_timeout=0.2)
+    s = SQLiteStore(tmp_path / "state.db", busy_timeout=0.2, create=True)
     yield s
     s.close()
 
@@ -63,34 +62,39 @@ def test_retention_is_bounded(store):
     assert store.find_prediction("id-700") is not None and store.find_prediction("id-699") is None
 
 
-def test_locked_store_loses_rows_counted_never_raised(store):
+def test_rows_refused_by_a_locked_store_are_kept_and_written_when_it_heals(store):
     seen = []
-    log = started(
-        PredictionLog(
-            store,
-            flush_seconds=0.01,
-            on_lost=lambda reason, n: (seen.append((reason, n)), metrics.LOG_ERRORS.labels(reason).inc(n)),
-        )
-    )
+    log = started(PredictionLog(store, flush_seconds=0.01, on_lost=lambda reason, n: seen.append((reason, n))))
     try:
         blocker = sqlite3.connect(store.path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
-        before = lost("store_unavailable")
         try:
             log.record([record(i) for i in range(5)])
             assert log.flush(timeout=5)
-            assert seen == [("store_unavailable", 5)]
-            assert lost("store_unavailable") == before + 5
+            assert log.unwritten == 5 and store.count_predictions() == 0
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        # Unlocked, the next rows are written: the lost ones are not retried behind them.
         log.record([record(100)])
         assert log.flush(timeout=5)
-        assert store.count_predictions() == 1 and store.find_prediction("id-100") is not None
-        assert seen == [("store_unavailable", 5)]
+        assert store.count_predictions() == 6 and log.unwritten == 0
+        assert seen == []  # nothing acknowledged was lost
     finally:
         log.close()
+
+
+def test_rows_beyond_the_queue_bound_are_dropped_and_counted_while_the_store_is_down(store):
+    seen = []
+    log = PredictionLog(store, max_queue=3, on_lost=lambda reason, n: seen.append((reason, n)))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        log.record([record(i) for i in range(3)])
+        log.close()  # never started: close writes, the store refuses, the rows are counted at shutdown
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert seen == [("store_unavailable", 3)] and store.count_predictions() == 0
 
 
 def test_full_queue_drops_and_counts(store):

@@ -74,13 +74,21 @@ def test_predictions_are_served_while_the_store_is_locked(settings):
         for _ in range(5):
             assert service.predict(SETOSA, None, 0.0, service.state).classes == [0]
         assert service.prediction_log.flush(timeout=5)
-        assert lost("store_unavailable") == before + 5
-        with pytest.raises(StoreUnavailable):
+        assert service.prediction_log.unwritten == 5
+        with pytest.raises(StoreUnavailable, match="locked"):
             service.set_weights({"v1": 1})
+        health = service.health()
+        assert health.serving and health.body["status"] == "degraded"
+        assert health.body["store"]["status"] == "unavailable" and health.body["store"]["unwritten_rows"] == 5
         assert service.metrics_snapshot()["weights"] == {"v1": 50, "v2": 50}
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+    try:
+        assert service.prediction_log.flush(timeout=5)
+        assert service.store.count_predictions() == 5 and lost("store_unavailable") == before
+        assert service.health().body["store"]["status"] == "ok" and service.health().body["status"] == "healthy"
+    finally:
         service.stop()
 
 
@@ -107,5 +115,42 @@ def test_health_says_not_serving_until_a_loaded_version_gets_traffic(settings):
         assert "sha256 mismatch" in health.body["errors"]["v1"]
         service.set_weights({"v2": 1})
         assert service.health().serving is True and service.health().body["status"] == "degraded"
+    finally:
+        service.stop()
+
+
+def test_one_client_cannot_fill_the_log(settings):
+    service = Service(settings.with_overrides(log_client_rows_per_minute=10))
+    service.start()
+    before = lost("client_quota")
+    try:
+        rows = np.repeat(SETOSA, 5, axis=0)
+        answers = [service.predict(rows, None, 0.0, service.state, client="10.0.0.1") for _ in range(3)]
+        other = service.predict(rows, None, 0.0, service.state, client="10.0.0.2")
+        assert all(a.classes == [0] * 5 for a in [*answers, other])  # every request is served
+        assert service.prediction_log.flush()
+        assert service.store.count_predictions() == 15  # 10 of the first client's 15 rows, and the other's 5
+        assert lost("client_quota") == before + 5
+        assert service.store.find_prediction(answers[2].prediction_ids[0]) is None
+    finally:
+        service.stop()
+
+
+def test_secrets_are_the_installs_not_the_workers(settings):
+    first, second = Service(settings), Service(settings)
+    try:
+        assert first.salt == second.salt and len(first.salt) >= 32
+        pid = first.predict(SETOSA, "u", 0.0, first.state).prediction_ids[0]
+        token = first.tokens.issue([pid])[0]
+        assert second.tokens.verify(pid, token) and not second.tokens.verify(pid, token[:-1] + "x")
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_configured_salt_wins(settings):
+    service = Service(settings.with_overrides(experiment_salt="my-own-salt"))
+    try:
+        assert service.salt == "my-own-salt"
     finally:
         service.stop()

@@ -20,6 +20,7 @@ from app.stats.experiment import (
     wilson_interval,
 )
 from app.stats.formatting import format_p
+from app.stats.latency import BUCKET_COUNT, bucket_of
 
 
 def variant(
@@ -32,8 +33,11 @@ def variant(
     correct: int = 0,
     latencies: tuple[float, ...] = (),
 ) -> VariantData:
-    """Build a VariantData with defaults for a fair 50/50 split."""
-    return VariantData(version, weight, share, requests, labeled, correct, latencies)
+    """Build a VariantData with defaults for a fair 50/50 split; ``latencies`` (ms) become its histogram."""
+    histogram = [0] * BUCKET_COUNT
+    for ms in latencies:
+        histogram[bucket_of(ms / 1000.0)] += 1
+    return VariantData(version, weight, share, requests, labeled, correct, histogram if latencies else ())
 
 
 def dumps_strict(report: dict[str, Any]) -> str:
@@ -334,8 +338,9 @@ def test_report_shape_and_per_variant_stats() -> None:
     assert v1["accuracy"] == 1.0
     assert v2["accuracy"] == pytest.approx(72 / 101)
     assert v2["accuracy_ci95"] == pytest.approx(list(wilson_interval(72, 101)))
-    assert v1["latency_p50_ms"] == 12.0
-    assert v1["latency_p95_ms"] == pytest.approx(28.2)
+    # From the histogram, as histogram_quantile reads it: 12 ms lies in (10, 25], 30 ms in (25, 50].
+    assert v1["latency_p50_ms"] == pytest.approx(17.5)
+    assert v1["latency_p95_ms"] == pytest.approx(46.25)
 
     (comp,) = report["comparisons"]
     assert report["comparison"] == comp
@@ -567,9 +572,10 @@ def test_no_active_variants() -> None:
     dumps_strict(report)
 
 
-def test_latency_percentiles_ignore_non_finite() -> None:
-    report = build_report([variant("v1", latencies=(1.0, 2.0, float("nan"), 3.0)), variant("v2")])
-    assert report["variants"]["v1"]["latency_p50_ms"] == 2.0
+def test_latency_percentiles_from_the_histogram() -> None:
+    report = build_report([variant("v1", latencies=(0.3, 0.3, 0.3, 3.0)), variant("v2")])
+    assert report["variants"]["v1"]["latency_p50_ms"] == pytest.approx(0.25 + 0.25 * (2 / 3))  # in (0.25, 0.5]
+    assert report["variants"]["v1"]["latency_p95_ms"] == pytest.approx(2.5 + 2.5 * 0.8)  # in (2.5, 5]
     assert report["variants"]["v2"]["latency_p50_ms"] is None
     dumps_strict(report)
 
@@ -620,7 +626,7 @@ def test_render_text_full_report() -> None:
     assert "baseline v1" in text
     for version in ("v1", "v2", "v3"):
         assert version in text
-    assert "90.0%" in text and "15.0" in text  # accuracy and p50 latency
+    assert "90.0%" in text and "10.0" in text  # accuracy and p50 latency
     assert "v3 vs v1: not enough labels" in text
     assert "SRM:" in text
     assert text.rstrip().endswith(f"Recommendation: {report['recommendation']}")

@@ -1,115 +1,171 @@
-"""The SQLite state store and the batched prediction log."""
+"""What only the SQLite backend does: the file, its mode, WAL, healing after the file goes or turns read-only,
+and upgrading a database made before migrations existed."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import threading
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from app.store import PredictionRecord, SQLiteStore, StoreUnavailable, open_store
+from app.store.schema import LATEST, LEGACY_SALT
 
 
-def record(i: int, version: str = "v1", prediction: int = 0, experiment_id: int | None = 1) -> PredictionRecord:
-    return PredictionRecord(
-        f"id-{i}", time.time(), experiment_id, version, [5.1, 3.5, 1.4, 0.2], prediction, [1.0, 0.0, 0.0], 0.5 + i % 3
-    )
+def record(i: int, **extra) -> PredictionRecord:
+    return PredictionRecord(f"id-{i}", time.time(), 1, "v1", [5.1, 3.5, 1.4, 0.2], 0, [1.0, 0.0, 0.0], 0.5, **extra)
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = SQLiteStore(tmp_path / "state.db", busy_timeout=0.2)
+    s = SQLiteStore(tmp_path / "state.db", busy_timeout=0.2, create=True)
     yield s
     s.close()
 
 
 def test_open_store_urls(tmp_path):
     assert isinstance(open_store(f"sqlite:///{tmp_path / 'a.db'}"), SQLiteStore)
-    with pytest.raises(ValueError, match="PostgreSQL"):
-        open_store("postgresql://localhost/db")
     with pytest.raises(ValueError, match="must start with sqlite:///"):
         open_store("mysql://x")
 
 
-def test_wal_mode(store):
+def test_created_private_in_wal_mode(store):
+    assert (os.stat(store.path).st_mode & 0o777) == 0o600
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == LATEST
 
 
-def test_experiment_kept_while_environment_is_unchanged(store):
-    first = store.ensure_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50})
-    changed = store.start_experiment({"v1": 90, "v2": 10}, {"v1": 50, "v2": 50}, "api")
-    assert changed.id == first.id + 1
-    # a restart with the same environment keeps the runtime weights
-    assert store.ensure_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50}) == changed
-    # a restart with new environment weights starts a new period from them
-    new = store.ensure_experiment({"v1": 70, "v2": 30}, {"v1": 70, "v2": 30})
-    assert new.id == changed.id + 1 and new.weights == {"v1": 70, "v2": 30} and new.source == "env"
-    assert [e.source for e in store.experiments()] == ["env", "api", "env"]
+def test_without_create_a_missing_database_is_never_made(tmp_path):
+    s = SQLiteStore(tmp_path / "none.db")
+    with pytest.raises(StoreUnavailable, match=r"none\.db is gone; it is not recreated"):
+        s.latest_experiment()
+    assert not (tmp_path / "none.db").exists()
+    assert s.health().available is False and "is gone" in (s.health().error or "")
 
 
-def test_concurrent_starts_create_one_experiment(tmp_path):
-    barrier = threading.Barrier(6)
-    results = []
-
-    def start():
-        s = SQLiteStore(tmp_path / "race.db")
-        barrier.wait()
-        results.append(s.ensure_experiment({"v1": 1}, {"v1": 1}).id)
-        s.close()
-
-    threads = [threading.Thread(target=start) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(results)) == 1
-
-
-def test_labels_counts_and_corrections(store):
-    store.write_predictions([record(1, "v1", 0), record(2, "v2", 1), record(3, "v2", 2)])
-    assert store.set_label("missing", 0) is None
-    first = store.set_label("id-2", 1)
-    assert first.model_version == "v2" and first.prediction == 1 and first.previous_label is None
-    assert store.set_label("id-2", 0).previous_label == 1
-    store.set_label("id-3", 2)
-    counts = {c.version: c for c in store.variant_counts(experiment_id=1)}
-    assert (counts["v2"].requests, counts["v2"].labeled, counts["v2"].correct) == (2, 2, 1)
-    assert (counts["v1"].requests, counts["v1"].labeled, counts["v1"].correct) == (1, 0, 0)
-    assert store.find_prediction("id-2")["label"] == 0
-    assert sorted(store.latencies(experiment_id=1)["v2"]) == [0.5, 2.5]
-
-
-def test_duplicate_ids_are_ignored(store):
+def test_a_deleted_file_is_noticed_and_not_recreated(store, tmp_path):
     store.write_predictions([record(1)])
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreUnavailable, match="is gone"):
+        store.write_predictions([record(2)])
+    assert not store.path.exists() and store.health().available is False
+
+
+def test_a_replaced_file_is_reopened(store, tmp_path):
     store.write_predictions([record(1)])
-    assert store.count_predictions() == 1
+    replacement = tmp_path / "restored.db"
+    SQLiteStore(replacement, create=True).close()
+    os.replace(replacement, store.path)  # a restore: the new file, without the old one's WAL
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
+    assert store.count_predictions() == 0  # the new file, not the old one still open
+    store.write_predictions([record(2)])
+    assert store.find_prediction("id-2") is not None and store.health().available
 
 
-def test_trim_keeps_the_newest_rows(store):
-    store.write_predictions([record(i) for i in range(50)])
-    assert store.trim(20) == 30
-    assert store.count_predictions() == 20
-    assert store.find_prediction("id-49") is not None and store.find_prediction("id-10") is None
+def test_a_locked_store_is_transient_and_heals(store):
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.write_predictions([record(1)])
+        assert store.health().available is False
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.write_predictions([record(1)])
+    assert store.count_predictions() == 1 and store.health().available is True
 
 
-def test_recent_features_newest_first(store):
-    store.write_predictions(
-        [PredictionRecord(f"p{i}", time.time(), 1, "v1", [float(i)] * 4, 0, [1, 0, 0], 1.0) for i in range(10)]
-    )
-    assert [row[0] for row in store.recent_features(3)] == [9.0, 8.0, 7.0]
+def test_bugs_are_not_mistaken_for_outages(store):
+    with pytest.raises(sqlite3.ProgrammingError, match="binding parameter"):
+        store.find_prediction(object())  # type: ignore[arg-type]
+    assert store.health().available is True
 
 
-def test_generation_bumps(store):
-    assert store.generation() == 0
-    assert store.bump_generation() == 1 and store.bump_generation() == 2 and store.generation() == 2
+READ_ONLY_EPISODE = textwrap.dedent(
+    """
+    import os, sys, time
+    from app.store import PredictionRecord, SQLiteStore, StoreUnavailable
+    path = sys.argv[1]
+    s = SQLiteStore(path, create=True)
+    def rec(i): return PredictionRecord(f"id-{i}", time.time(), 1, "v1", [1.0] * 4, 0, [1.0], 0.5)
+    s.write_predictions([rec(1)])
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name): os.chmod(name, 0o444)
+    # A connection opened during the episode: SQLite silently opens it read-only.
+    during = SQLiteStore(path)
+    try:
+        during.write_predictions([rec(2)])
+        print("write succeeded while read-only")
+    except StoreUnavailable as exc:
+        print("refused:", "readonly" in str(exc) or "read-only" in str(exc))
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name): os.chmod(name, 0o600)
+    during.write_predictions([rec(3)])  # at once, not after a timeout: the read-only connection was dropped
+    print("healed:", during.count_predictions() == 2, during.health().available)
+    """
+)
 
 
-def test_unavailable_read_raises_store_unavailable(tmp_path):
-    s = SQLiteStore(tmp_path / "gone.db")
-    s.path.unlink()
-    (tmp_path / "gone.db").mkdir()  # the path is now a directory: reads on a new connection fail
-    s.close()
-    with pytest.raises(StoreUnavailable, match="unable to open"):
-        s.count_predictions()
+def test_writes_resume_as_soon_as_a_read_only_file_is_writable_again():
+    """Run as an unprivileged user (root ignores file modes), the file turns read-only, then writable."""
+    with tempfile.TemporaryDirectory(prefix="mlops-ro-") as name:
+        folder = Path(name)
+        os.chmod(folder, 0o755)
+        command = [sys.executable, "-c", READ_ONLY_EPISODE, str(folder / "state.db")]
+        if os.geteuid() == 0:
+            os.chown(folder, 65534, 65534)
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["refused: True", "healed: True True"]
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE experiments (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, weights TEXT NOT NULL,
+    env_weights TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL,
+    experiment_id INTEGER, model_version TEXT NOT NULL, features TEXT NOT NULL, prediction INTEGER NOT NULL,
+    probabilities TEXT NOT NULL, latency_ms REAL NOT NULL, user_hash TEXT, label INTEGER, labeled_at REAL);
+CREATE INDEX predictions_experiment ON predictions (experiment_id, model_version);
+CREATE INDEX predictions_ts ON predictions (ts);
+CREATE TABLE control (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def test_a_database_of_the_previous_release_is_upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(LEGACY_SCHEMA)
+        db.execute("""INSERT INTO experiments VALUES (1, 0, '{"v1": 50}', '{"v1": 50}', 'env')""")
+        now = time.time()
+        db.executemany(
+            "INSERT INTO predictions (prediction_id, ts, experiment_id, model_version, features, prediction, "
+            "probabilities, latency_ms, label) VALUES (?, ?, 1, 'v1', '[1,2,3,4]', 0, '[1,0,0]', ?, ?)",
+            [("a", now, 0.3, 0), ("b", now, 3.0, 1), ("c", now, 0.3, None)],
+        )
+    with pytest.raises(StoreUnavailable, match=f"schema version 1, this release needs {LATEST}"):
+        SQLiteStore(path).count_predictions()  # a worker never migrates
+    upgraded = SQLiteStore(path, create=True)
+    counts = upgraded.variant_counts(experiment_id=1)[0]
+    assert (counts.requests, counts.labeled, counts.correct) == (3, 2, 1)
+    assert sum(upgraded.latency_histograms(experiment_id=1)["v1"]) == 3
+    assert upgraded.secret("experiment_salt") == LEGACY_SALT  # sticky users keep their versions
+    assert upgraded.latest_experiment().id == 1 and upgraded.find_prediction("a")["label"] == 0
+    upgraded.close()
+    again = SQLiteStore(path, create=True)  # migrations run once
+    assert again.variant_counts(experiment_id=1)[0].requests == 3
+    again.close()
+
+
+def test_a_fresh_install_gets_a_random_salt(store):
+    assert store.secret("experiment_salt") not in (LEGACY_SALT, "")

@@ -7,7 +7,7 @@ import joblib
 import numpy as np
 import pytest
 
-from app.artifacts import sha256_file
+from app.artifacts import MANIFEST_NAME, SIGNATURE_NAME, sha256_file, verify_signature
 from app.training import trainer
 from app.training.datasets import load_iris_dataset
 from app.training.trainer import train
@@ -75,3 +75,28 @@ def test_every_file_is_stamped_with_its_sha256(trained_models):
     manifest = json.loads((trained_models / "manifest.json").read_text())
     for meta in [*manifest["versions"].values(), manifest["training_stats"]]:
         assert sha256_file(trained_models / meta["file"]) == meta["sha256"]
+
+
+KEY = b"model-signing-key-of-32-bytes!!!"
+
+
+def test_signed_training_writes_the_signature_inside_the_swap(tmp_path, monkeypatch):
+    staged: list[set[str]] = []
+    swap = trainer.swap_into_place
+
+    def watched_swap(staging, target):
+        staged.append({p.name for p in staging.iterdir()})
+        swap(staging, target)
+
+    monkeypatch.setattr(trainer, "swap_into_place", watched_swap)
+    target = tmp_path / "models"
+    train(load_iris_dataset(), target, log=lambda *_: None, signing_key=KEY)
+    assert SIGNATURE_NAME in staged[0] and MANIFEST_NAME in staged[0]  # the set and its signature appear together
+    verify_signature(target, (target / MANIFEST_NAME).read_bytes(), KEY)
+
+
+def test_unsigned_training_leaves_no_signature_of_an_older_set(tmp_path):
+    target = tmp_path / "models"
+    train(load_iris_dataset(), target, log=lambda *_: None, signing_key=KEY)
+    train(load_iris_dataset(), target, log=lambda *_: None)
+    assert not (target / SIGNATURE_NAME).exists()

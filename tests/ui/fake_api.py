@@ -154,14 +154,17 @@ def predict_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "class_name": CLASSES[index],
         "probabilities": probabilities,
         "model_version": "v1",
-        "prediction_id": str(uuid.uuid4()),
+        "prediction_id": (pid := str(uuid.uuid4())),
+        "feedback_token": f"token-{pid}",
         "timestamp": "2026-11-24T03:00:00.123456+00:00",
         "latency_ms": 0.4,
     }
 
 
 def feedback_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Every prediction of the fake was setosa (0), so only that label is correct."""
+    """Every prediction of the fake was setosa (0), so only that label is correct; a token must come along."""
+    if not body.get("feedback_token"):
+        return 403, {"prediction_id": body["prediction_id"], "error": "feedback_token is missing"}
     return 200, {
         "prediction_id": body["prediction_id"],
         "model_version": "v1",

@@ -51,7 +51,7 @@ def test_a_failed_status_becomes_one_line_in_the_apis_words(
 ) -> None:
     fake_api.reply("POST", "/feedback", status, body)
 
-    result = client_for(fake_api).feedback("x", 0)
+    result = client_for(fake_api).feedback("x", 0, "token-x")
 
     assert (result.ok, result.error, result.status, result.data) == (False, expected, status, {})
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 
+from app.api import service_of
 from tests.helpers import SETOSA, VIRGINICA, wait_until
 from tests.ui.fake_api import FakeApi
 
-ADMIN = {"Authorization": "Bearer test-token"}  # the conftest `settings` fixture's token
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}  # the conftest `settings` fixture's token
 USERS = 40  # enough rows for drift's per-feature tests and labels on both versions
 
 
@@ -48,8 +50,10 @@ def seed(client: FlaskClient) -> None:
         reply = client.post("/predict", json={"features": features, "user_id": f"user-{i:04d}"})
         assert reply.status_code == 200, reply.get_json()
         label = 0 if i % 2 else 2
-        feedback = client.post("/feedback", json={"prediction_id": reply.get_json()["prediction_id"], "label": label})
-        assert feedback.status_code == 200, feedback.get_json()
+        answer = reply.get_json()
+        body = {"prediction_id": answer["prediction_id"], "label": label, "feedback_token": answer["feedback_token"]}
+        feedback = client.post("/feedback", json=body)
+        assert feedback.status_code in (200, 202), feedback.get_json()  # 202: applied once the row is flushed
 
 
 def filled_in(client: FlaskClient) -> bool:
@@ -59,7 +63,7 @@ def filled_in(client: FlaskClient) -> bool:
     return bool(drift["features"]) and report["comparison"]["p_value_text"] is not None
 
 
-def test_every_field_the_fake_sends_the_real_api_sends_too(client: FlaskClient, fake_api: FakeApi) -> None:
+def test_every_field_the_fake_sends_the_real_api_sends_too(client: FlaskClient, app: Flask, fake_api: FakeApi) -> None:
     seed(client)
     wait_until(lambda: filled_in(client), timeout=10, message="the prediction log in /drift and /ab/report")
     # PUT last: it starts a new experiment period, which empties the report.
@@ -79,6 +83,8 @@ def test_every_field_the_fake_sends_the_real_api_sends_too(client: FlaskClient, 
         if path == "/feedback":
             assert body is not None
             body["prediction_id"] = real[("POST", "/predict")]["prediction_id"]
+            body["feedback_token"] = real[("POST", "/predict")]["feedback_token"]
+            assert service_of(app).prediction_log.flush()  # stored: the label is recorded, not queued
         real_reply = client.open(path, method=method, json=body, headers=ADMIN)
         fake_reply = requests.request(method, f"{fake_api.url}{path}", json=body, timeout=5)
         assert (real_reply.status_code, fake_reply.status_code) == (200, 200), (method, path, real_reply.get_json())

@@ -138,7 +138,7 @@ def test_feedback_posts_the_label_and_says_if_it_was_right(fake_api: FakeApi) ->
     at = rerun(at)
 
     (sent,) = fake_api.sent("POST", "/feedback")
-    assert sent.body == {"prediction_id": prediction_id, "label": 2}
+    assert sent.body == {"prediction_id": prediction_id, "label": 2, "feedback_token": f"token-{prediction_id}"}
     (warning,) = tab(at, "Predict").warning
     assert warning.value == "Wrong: v1 predicted Setosa, but it was Virginica."
     assert list(tab(at, "Predict").dataframe[0].value["correct"]) == ["❌ no"]
@@ -151,6 +151,17 @@ def test_correct_feedback_is_confirmed(fake_api: FakeApi) -> None:
 
     assert tab(at, "Predict").success[0].value == "Correct: v1 predicted Setosa, and it was Setosa."
     assert list(tab(at, "Predict").dataframe[0].value["correct"]) == ["✅ yes"]
+
+
+def test_a_queued_label_is_acknowledged_without_a_verdict(fake_api: FakeApi) -> None:
+    fake_api.reply("POST", "/feedback", 202, {"prediction_id": "p", "label": 0, "status": "queued"})
+    at = predict(run_app())
+    button(at, "Send feedback").click()
+    at = rerun(at)
+
+    assert "Feedback received" in tab(at, "Predict").info[0].value
+    assert not tab(at, "Predict").success and not tab(at, "Predict").warning
+    assert list(tab(at, "Predict").dataframe[0].value["correct"]) == [""]
 
 
 def test_feedback_error_is_shown_in_words(fake_api: FakeApi) -> None:

@@ -165,17 +165,21 @@ def _render_feedback(client: ApiClient, prediction: dict[str, Any], class_names:
         key=f"truth_{prediction_id}",
     )
     if st.button("Send feedback", key=f"send_feedback_{prediction_id}"):
-        _send_feedback(client, str(prediction_id), class_names.index(truth))
+        token = prediction.get("feedback_token")
+        _send_feedback(client, str(prediction_id), class_names.index(truth), token if isinstance(token, str) else None)
     verdict = _feedback_given().get(str(prediction_id))
     if verdict:
         _show_verdict(verdict, class_names)
 
 
-def _send_feedback(client: ApiClient, prediction_id: str, label: int) -> None:
+def _send_feedback(client: ApiClient, prediction_id: str, label: int, token: str | None) -> None:
     """Post the true label and record whether the prediction was right."""
-    result = client.feedback(prediction_id, label)
+    result = client.feedback(prediction_id, label, token)
     if not result.ok:
         st.error(f"Feedback not recorded: {result.error}")
+        return
+    if result.data.get("status") == "queued":
+        st.info("Feedback received: it is counted as soon as the API has stored this prediction (within a second).")
         return
     _feedback_given()[prediction_id] = result.data
     for row in _history():
