@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_reports.py                 # 10,000,000 rows (a few minutes to fill)
     .venv/bin/python benchmarks/bench_reports.py --rows 1000000
+    .venv/bin/python benchmarks/bench_reports.py --rows 1000000 --database-url postgresql://user@127.0.0.1:5432/bench
 
 Fills a fresh SQLite store through ``write_predictions`` (the path the service uses: rows, counters and
 latency histograms in one transaction per batch), printing the write throughput, then times, side by side
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from app.reports.ab import ab_report
-from app.store import LabelItem, PredictionRecord, SQLiteStore
+from app.store import LabelItem, PredictionRecord, Store, open_store
 
 BATCH = 50_000
 TARGET_MS = 20.0
 
 
-def fill(store: SQLiteStore, rows: int, experiment_id: int) -> float:
+def fill(store: Store, rows: int, experiment_id: int) -> float:
     """Write ``rows`` predictions over the last day in batches; returns rows per second."""
     rng = np.random.default_rng(0)
     start_ts = time.time() - 86_400
@@ -74,15 +75,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--database-url", help="an empty database to fill (default: a SQLite file in a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as folder:
-        store = SQLiteStore(Path(folder) / "bench.db", create=True)
+        url = args.database_url or f"sqlite:///{Path(folder) / 'bench.db'}"
+        store = open_store(url, create=True)
+        backend = url.split(":", 1)[0]
         period = store.ensure_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50})
         print(f"filling {args.rows:,} rows ...")
         rate = fill(store, args.rows, period.id)
         store.set_labels([LabelItem(f"p{i:010d}", i % 3) for i in range(0, min(args.rows, 20_000), 2)])
-        size_mb = (Path(folder) / "bench.db").stat().st_size / 1e6
-        print(f"write throughput: {rate:,.0f} prediction-log rows/s (SQLite, batches of {BATCH:,}); {size_mb:,.0f} MB")
+        print(f"write throughput: {rate:,.0f} prediction-log rows/s ({backend}, batches of {BATCH:,})")
 
         report_ms = timed(lambda: ab_report(store, period), args.repeat)
         since_ms = timed(lambda: ab_report(store, period, since=time.time() - 6 * 3600), args.repeat)
@@ -91,7 +94,7 @@ def main() -> int:
             "SUM(CASE WHEN label = prediction THEN 1 ELSE 0 END) FROM predictions "
             "WHERE experiment_id = ? GROUP BY experiment_id, model_version"
         )
-        scan_ms = timed(lambda: store._read(scan, (period.id,)), max(3, args.repeat // 7))
+        scan_ms = timed(lambda: store._read(scan, (period.id,)), max(3, args.repeat // 7))  # type: ignore[attr-defined]
         report = ab_report(store, period)
         assert sum(v["requests"] for v in report["variants"].values()) == args.rows
         print(f"/ab/report from the counters:          {report_ms:8.2f} ms (median of {args.repeat})")

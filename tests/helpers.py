@@ -93,8 +93,13 @@ def start_api(
     extra_env: dict | None = None,
     database: Path | None = None,
     name: str = "api",
+    host: str = "127.0.0.1",
+    database_url: str | None = None,
 ) -> ApiServer:
-    """Start gunicorn with docker/gunicorn.conf.py, as run_demo.sh does, and wait for /health."""
+    """Start gunicorn with docker/gunicorn.conf.py, as run_demo.sh does, and wait for /health.
+
+    ``host`` may be any loopback address (127.0.0.2, ...: a host of its own); ``database_url`` another store.
+    """
     port = free_port()
     multiproc = tmp_path / f"{name}-multiproc"
     shutil.rmtree(multiproc, ignore_errors=True)
@@ -103,11 +108,11 @@ def start_api(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_") or not k.endswith("_WEIGHT")}
     env.update(
         {
-            "API_HOST": "127.0.0.1",
+            "API_HOST": host,
             "API_PORT": str(port),
             "API_WORKERS": str(workers),
             "MODELS_DIR": str(models_dir),
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database_url or f"sqlite:///{database}",
             "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
             "ADMIN_TOKEN": "test-admin-token-0123456789",
             "LOG_LEVEL": "warning",
@@ -123,7 +128,7 @@ def start_api(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    server = ApiServer(f"http://127.0.0.1:{port}", port, process, env, log_path, multiproc, database, models_dir)
+    server = ApiServer(f"http://{host}:{port}", port, process, env, log_path, multiproc, database, models_dir)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -132,7 +137,14 @@ def start_api(
 
     try:
         wait_until(healthy, timeout=60, interval=0.1, message="gunicorn /health")
-        wait_until(lambda: len(worker_pids(server)) == workers, timeout=30, message="all workers booted")
+        # A forked worker is not a ready one: wait until every worker has answered (it loads the models first).
+        answered: set[str] = set()
+
+        def every_worker_answered() -> bool:
+            answered.add(requests.get(f"{server.url}/health", timeout=2).headers["X-Served-By"])
+            return len(answered) == workers
+
+        wait_until(every_worker_answered, timeout=60, interval=0.02, message="every worker answers /health")
     except BaseException:
         server.stop()
         raise
