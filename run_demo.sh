@@ -18,6 +18,11 @@
 #   FRONTDOOR_CLIENT_TIMEOUT=5 FRONTDOOR_WRITE_RATE=10 FRONTDOOR_WRITE_BURST=20
 #   FRONTDOOR_CONNECTIONS_PER_CLIENT=256 (see docker/nginx/frontdoor.conf.template)
 #   API_WORKERS=<cores> ADMIN_TOKEN=<unset: admin disabled> DATABASE_URL=sqlite:///data/mlops.db
+#   RUN_SERVICES=all|api: "api" starts only gunicorn, on API_HOST:API_PORT itself (API_HOST=127.0.0.1;
+#   no front door, UI or Prometheus): one replica of several behind a load balancer, all sharing a
+#   PostgreSQL DATABASE_URL. Set PROXY_HOPS=1 when the balancer is the only way in. With an empty
+#   MODELS_DIR the newest model set published in the store is fetched; training happens only when
+#   the store holds none.
 #   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
 set -euo pipefail
 
@@ -33,6 +38,8 @@ RUN_DIR="${RUN_DIR:-$ROOT/run}"
 RUN_MODE="${RUN_MODE:-auto}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
 VENV="$ROOT/.venv"
+RUN_SERVICES="${RUN_SERVICES:-all}"
+API_HOST="${API_HOST:-127.0.0.1}"
 SERVICES=(api frontdoor ui prometheus)
 # The program each service's pid must be running: a pid file whose pid now belongs to
 # anything else is stale (the pid was reused) and is neither reported nor signalled.
@@ -67,6 +74,18 @@ check_settings() {
   check_port API_UPSTREAM_PORT
   [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
   [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
+  [[ "$API_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "API_HOST must be an IP address or a host name (got '$API_HOST')"
+  case "$RUN_SERVICES" in
+    all) ;;
+    api) SERVICES=(api) ;;
+    *) die "RUN_SERVICES must be all or api (got '$RUN_SERVICES')" ;;
+  esac
+}
+
+api_only() { [[ "${SERVICES[*]}" == api ]]; }
+
+api_health_url() {
+  if api_only; then echo "http://$API_HOST:$API_PORT/health"; else echo "http://127.0.0.1:$API_UPSTREAM_PORT/health"; fi
 }
 
 compose() {
@@ -84,6 +103,12 @@ docker_available() {
 }
 
 resolve_mode() {
+  if api_only; then
+    # One replica is one gunicorn; Compose runs the whole stack.
+    [[ "$RUN_MODE" != docker ]] || die "RUN_SERVICES=api runs natively (RUN_MODE=native), not with Docker Compose"
+    RUN_MODE=native
+    return 0
+  fi
   case "$RUN_MODE" in
     native|docker) ;;
     auto) if docker_available; then RUN_MODE=docker; else RUN_MODE=native; fi ;;
@@ -158,6 +183,7 @@ NGINX=""
 
 ensure_installed() {
   ./install.sh
+  api_only && return 0  # gunicorn only: no nginx or Prometheus needed
   if ! command -v prometheus >/dev/null; then
     die "prometheus is not installed; see the messages above (or use RUN_MODE=docker)"
   fi
@@ -169,10 +195,16 @@ ensure_installed() {
 
 ensure_models() {
   local models_dir="${MODELS_DIR:-$ROOT/app/models}"
-  if [[ ! -f "$models_dir/manifest.json" ]]; then
-    log "no trained models in $models_dir: training"
-    "$VENV/bin/python" -m app.train_model --models-dir "$models_dir"
-  fi
+  [[ ! -f "$models_dir/manifest.json" ]] || return 0
+  # Another host may have published a set to the shared store: serve that one, as every host does.
+  local code=0
+  "$VENV/bin/python" -m app.cli.models pull --models-dir "$models_dir" || code=$?
+  case "$code" in
+    0) log "fetched the published model set into $models_dir" ;;
+    3) log "no trained models in $models_dir and none published: training"
+       "$VENV/bin/python" -m app.train_model --models-dir "$models_dir" ;;
+    *) die "the published model set could not be fetched into $models_dir (see above)" ;;
+  esac
 }
 
 spawn() {
@@ -190,10 +222,16 @@ spawn() {
 }
 
 start_api() {
-  # gunicorn on loopback only: the outside reaches it through the front door.
   export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus-multiproc"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR"
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  if api_only; then
+    # One replica: gunicorn on API_HOST:API_PORT, for the load balancer in front of all of them.
+    API_HOST="$API_HOST" API_PORT="$API_PORT" PROXY_HOPS="${PROXY_HOPS:-0}" \
+      spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
+    return 0
+  fi
+  # gunicorn on loopback only: the outside reaches it through the front door.
   # PROXY_HOPS=1: the front door names the client in X-Forwarded-For (the per-client limits read it).
   API_HOST=127.0.0.1 API_PORT="$API_UPSTREAM_PORT" PROXY_HOPS=1 \
     spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
@@ -287,19 +325,32 @@ native_start() {
       die "$name is already running (pid $(pid_of "$name")); ./run_demo.sh stop first"
     fi
   done
-  for port_var in API_PORT UI_PORT PROMETHEUS_PORT; do
-    port_free "${!port_var}" || die "port ${!port_var} ($port_var) on $BIND_HOST is in use; set $port_var to another port"
-  done
-  port_free "$API_UPSTREAM_PORT" 127.0.0.1 \
-    || die "port $API_UPSTREAM_PORT (API_UPSTREAM_PORT) on 127.0.0.1 is in use; set API_UPSTREAM_PORT to another port"
+  if api_only; then
+    port_free "$API_PORT" "$API_HOST" || die "port $API_PORT (API_PORT) on $API_HOST is in use; set API_PORT to another port"
+  else
+    for port_var in API_PORT UI_PORT PROMETHEUS_PORT; do
+      port_free "${!port_var}" || die "port ${!port_var} ($port_var) on $BIND_HOST is in use; set $port_var to another port"
+    done
+    port_free "$API_UPSTREAM_PORT" 127.0.0.1 \
+      || die "port $API_UPSTREAM_PORT (API_UPSTREAM_PORT) on 127.0.0.1 is in use; set API_UPSTREAM_PORT to another port"
+  fi
   local host
   host="$(local_host)"
   # The mode goes first, so "./run_demo.sh stop" finds these processes even while they
   # start; if anything below fails, what was already started is stopped again.
   echo native >"$RUN_DIR/mode"
+  echo "$RUN_SERVICES" >"$RUN_DIR/services"
   trap abort_native_start EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM HUP
+  if api_only; then
+    log "starting the API (gunicorn) alone on $API_HOST:$API_PORT"
+    start_api
+    wait_for api "$(api_health_url)" "$(pid_of api)"
+    trap - EXIT INT TERM HUP
+    log "API: http://$API_HOST:$API_PORT   Logs and pids: $RUN_DIR   Stop: RUN_DIR=$RUN_DIR ./run_demo.sh stop"
+    return 0
+  fi
   log "starting the API (gunicorn) on 127.0.0.1:$API_UPSTREAM_PORT"
   start_api
   wait_for api "http://127.0.0.1:$API_UPSTREAM_PORT/health" "$(pid_of api)"
@@ -351,14 +402,14 @@ native_stop() {
   if [[ "$elsewhere" == /tmp/mlops-frontdoor.* && -d "$elsewhere" ]]; then
     rm -rf -- "$elsewhere"
   fi
-  rm -f "$RUN_DIR/mode" "$RUN_DIR/nginx/temp-elsewhere"
+  rm -f "$RUN_DIR/mode" "$RUN_DIR/services" "$RUN_DIR/nginx/temp-elsewhere"
 }
 
 native_status() {
   local host name url code=0
   host="$(local_host)"
   declare -A urls=(
-    [api]="http://127.0.0.1:$API_UPSTREAM_PORT/health"
+    [api]="$(api_health_url)"
     [frontdoor]="http://$host:$API_PORT/health"
     [ui]="http://$host:$UI_PORT/_stcore/health"
     [prometheus]="http://$host:$PROMETHEUS_PORT/-/ready"
@@ -407,6 +458,11 @@ main() {
   fi
   if [[ -f "$RUN_DIR/mode" && "$RUN_MODE" == "auto" ]]; then
     RUN_MODE="$(cat "$RUN_DIR/mode")"
+  fi
+  if [[ "$command" != start && -f "$RUN_DIR/services" ]]; then
+    # stop and status act on what start started.
+    RUN_SERVICES="$(cat "$RUN_DIR/services")"
+    [[ "$RUN_SERVICES" == api ]] && SERVICES=(api)
   fi
   resolve_mode
   case "$command:$RUN_MODE" in

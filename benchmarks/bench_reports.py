@@ -28,13 +28,13 @@ BATCH = 50_000
 TARGET_MS = 20.0
 
 
-def fill(store: Store, rows: int, experiment_id: int) -> float:
-    """Write ``rows`` predictions over the last day in batches; returns rows per second."""
+def fill(store: Store, rows: int, experiment_id: int, batch_size: int = BATCH) -> float:
+    """Write ``rows`` predictions over the last day in batches of ``batch_size``; returns rows per second."""
     rng = np.random.default_rng(0)
     start_ts = time.time() - 86_400
     written, started = 0, time.perf_counter()
     while written < rows:
-        n = min(BATCH, rows - written)
+        n = min(batch_size, rows - written)
         ts = start_ts + (np.arange(written, written + n) / rows) * 86_400
         versions = rng.choice(["v1", "v2"], size=n)
         latency = rng.lognormal(-1.5, 0.5, size=n)
@@ -55,7 +55,7 @@ def fill(store: Store, rows: int, experiment_id: int) -> float:
         ]
         store.write_predictions(batch)
         written += n
-        if written % (BATCH * 20) == 0:
+        if written % (BATCH * 20) < n:
             print(f"  {written:>11,} rows, {written / (time.perf_counter() - started):,.0f} rows/s", flush=True)
     return rows / (time.perf_counter() - started)
 
@@ -75,6 +75,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help="rows per write (a worker writes one batch per LOG_FLUSH_SECONDS)"
+    )
     parser.add_argument("--database-url", help="an empty database to fill (default: a SQLite file in a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as folder:
@@ -83,9 +86,9 @@ def main() -> int:
         backend = url.split(":", 1)[0]
         period = store.ensure_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50})
         print(f"filling {args.rows:,} rows ...")
-        rate = fill(store, args.rows, period.id)
+        rate = fill(store, args.rows, period.id, args.batch)
         store.set_labels([LabelItem(f"p{i:010d}", i % 3) for i in range(0, min(args.rows, 20_000), 2)])
-        print(f"write throughput: {rate:,.0f} prediction-log rows/s ({backend}, batches of {BATCH:,})")
+        print(f"write throughput: {rate:,.0f} prediction-log rows/s ({backend}, batches of {args.batch:,})")
 
         report_ms = timed(lambda: ab_report(store, period), args.repeat)
         since_ms = timed(lambda: ab_report(store, period, since=time.time() - 6 * 3600), args.repeat)

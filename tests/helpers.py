@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: free ports, polling, real gunicorn servers, Prometheus scrapes."""
+"""Helpers shared by the tests: free ports, polling, real gunicorn, PostgreSQL and nginx servers, Prometheus scrapes."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -295,3 +297,79 @@ def _wait_for_postgres(server: PostgresServer) -> None:
             return True
 
     wait_until(accepting, timeout=60, interval=0.1, message="postgres accepting connections")
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        pytest.fail("nginx is not installed (Debian: apt-get install nginx; ./install.sh does)", pytrace=False)
+    return found
+
+
+@dataclass
+class Door:
+    """An nginx started from the rendered template."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+    directory: Path
+    config: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log")))
+
+
+def render_native(directory: Path, listen_port: int, upstream_port: int | None, *extra: str) -> Path:
+    """Render the native config with the project's CLI, as run_demo.sh does (``upstream_port`` None: the
+    ``--replica`` options in ``extra`` name the upstreams)."""
+    config = directory / "nginx" / "frontdoor.conf"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    (directory / "temp").mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "app.cli.configs", "nginx", "--listen-port", str(listen_port)]
+    if upstream_port is not None:
+        command += ["--upstream-port", str(upstream_port)]
+    command += ["--run-dir", str(directory)]
+    command += ["--temp-dir", str(directory / "temp"), "--output", str(config), *extra]
+    subprocess.run(command, cwd=REPO_DIR, check=True, timeout=60)
+    return config
+
+
+def start_door(upstream_port: int | None, *extra: str, ready: str | None = "/health") -> Door:
+    """nginx on a free port in front of 127.0.0.1:upstream_port (or the ``--replica`` options in ``extra``);
+    waits until it proxies ``ready``."""
+    # Not under pytest's tmp_path: that is private to root, and nginx's workers (nobody, when the tests run
+    # as root) must reach the body buffers.
+    directory = Path(tempfile.mkdtemp(prefix="frontdoor-test-", dir="/tmp"))
+    directory.chmod(0o755)
+    port = free_port()
+    config = render_native(directory, port, upstream_port, *extra)
+    log = open(directory / "nginx.log", "ab")  # noqa: SIM115 - nginx writes to it until stop()
+    process = subprocess.Popen([nginx_binary(), "-e", "stderr", "-c", str(config)], stdout=log, stderr=log)
+    log.close()
+    door = Door(f"http://127.0.0.1:{port}", port, process, directory, config)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"nginx exited with {process.returncode}:\n{door.log()}")
+        if ready is None:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        return requests.get(f"{door.url}{ready}", timeout=2).status_code == 200
+
+    try:
+        wait_until(up, timeout=30, message="nginx to proxy")
+    except BaseException:
+        door.stop()
+        raise
+    return door

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import grp
 import ipaddress
+import json
 import os
 import pwd
 import re
@@ -93,6 +94,12 @@ class FrontDoor(BaseModel):
     """Where gunicorn listens: loopback natively, the flask-api service in Compose."""
     upstream_port: Port = 15000
     """gunicorn's port (API_UPSTREAM_PORT natively)."""
+    replicas: tuple[str, ...] = ()
+    """``host:port`` of every API replica to balance over (several hosts); replaces upstream_host/upstream_port."""
+    max_fails: Annotated[int, Field(ge=1, le=100)] = 2
+    """Failed attempts (refused, timed out, 502/503) within fail_timeout that take a replica out of rotation."""
+    fail_timeout: Seconds = 5
+    """Seconds a failing replica stays out of rotation before nginx tries it again (passive health checks)."""
     resolve_upstream: bool = False
     """Re-resolve upstream_host while running (Compose: a recreated flask-api container gets a new address)."""
     resolver: str | None = None
@@ -131,6 +138,14 @@ class FrontDoor(BaseModel):
     def _host(cls, value: str) -> str:
         return check_host(value)
 
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        targets = tuple(parse_target(target, "replica") for target in value)
+        if len(set(targets)) != len(targets):
+            raise ValueError("a replica is listed twice")
+        return targets
+
     @field_validator("resolver")
     @classmethod
     def _resolver(cls, value: str | None) -> str | None:
@@ -151,6 +166,14 @@ class FrontDoor(BaseModel):
             raise ValueError(f"{value!r} is not 'user group'")
         return value
 
+    def _upstream_servers(self) -> str:
+        """The upstream block's ``server`` lines: every replica with passive health checks, or the one API."""
+        if not self.replicas:
+            resolve = " resolve" if self.resolve_upstream else ""
+            return f"server {host_port(self.upstream_host, self.upstream_port)}{resolve};"
+        health = f"max_fails={self.max_fails} fail_timeout={self.fail_timeout}s"
+        return "\n        ".join(f"server {target} {health};" for target in self.replicas)
+
     def render(self, template: str | None = None) -> str:
         """The nginx config."""
         text = NGINX_TEMPLATE.read_text(encoding="utf-8") if template is None else template
@@ -169,8 +192,7 @@ class FrontDoor(BaseModel):
             "write_rate": str(self.write_rate),
             "write_burst": str(self.write_burst),
             "connections_per_client": str(self.connections_per_client),
-            "upstream": host_port(self.upstream_host, self.upstream_port)
-            + (" resolve" if self.resolve_upstream else ""),
+            "upstream_servers": self._upstream_servers(),
             "upstream_zone": "zone api 64k;" if self.resolve_upstream else "# a fixed address: no shared zone needed",
             "resolver": f"resolver {self.resolver} valid=5s ipv6=off;" if self.resolve_upstream else "",
             "upstream_keepalive": str(self.upstream_keepalive),
@@ -196,25 +218,28 @@ def native_frontdoor(
     temp_dir: Path,
     listen_host: str,
     listen_port: int,
-    upstream_port: int,
+    upstream_port: int | None,
     settings: Settings,
     limits: Mapping[str, str | int] | None = None,
+    replicas: tuple[str, ...] = (),
 ) -> FrontDoor:
-    """The front door of the native stack: nginx's files under run_dir, gunicorn on loopback; ``limits`` are
-    FrontDoor fields (timeouts, rates) as given, validated by the model."""
+    """The front door of the native stack: nginx's files under run_dir, in front of gunicorn on loopback at
+    ``upstream_port`` or of the API ``replicas`` (several hosts); ``limits`` are FrontDoor fields (timeouts,
+    rates) as given, validated by the model."""
     run_dir = run_dir.resolve()
     return FrontDoor.model_validate(
         {
             "listen_host": listen_host,
             "listen_port": listen_port,
             "upstream_host": "127.0.0.1",
-            "upstream_port": upstream_port,
+            **({"upstream_port": upstream_port} if upstream_port is not None else {}),
             "pid_file": str(run_dir / "nginx" / "nginx.pid"),
             "error_log": "stderr",  # run_demo.sh sends nginx's stderr to RUN_DIR/frontdoor.log
             "access_log": str(run_dir / "frontdoor-access.log"),
             "temp_dir": str(temp_dir.resolve()),
             "user": worker_user(),
             "max_body_bytes": settings.max_body_bytes,
+            "replicas": replicas,
             **(limits or {}),
         }
     )
@@ -238,17 +263,50 @@ def compose_frontdoor() -> FrontDoor:
     )
 
 
-def render_prometheus(api_target: str, prometheus_target: str, template: str | None = None) -> str:
-    """docker/prometheus.yml with its two targets replaced; each must be on exactly one line outside comments."""
+def render_prometheus(
+    api_target: str | None,
+    prometheus_target: str,
+    template: str | None = None,
+    *,
+    api_targets_file: str | None = None,
+) -> str:
+    """docker/prometheus.yml with its two targets replaced; each must be on exactly one line outside comments.
+
+    With ``api_targets_file`` (several hosts) the API job discovers its replicas from that file instead
+    (file-based service discovery: ``write_targets`` writes it, and Prometheus rereads it when it changes).
+    """
     text = PROMETHEUS_TEMPLATE.read_text(encoding="utf-8") if template is None else template
     lines = text.splitlines(keepends=True)
-    for name, new in (("api", api_target), ("prometheus", prometheus_target)):
+    found = {}
+    for name in ("api", "prometheus"):
         old = PROMETHEUS_TARGETS[name]
-        found = [i for i, line in enumerate(lines) if old in line and not line.lstrip().startswith("#")]
-        if len(found) != 1:
+        at = [i for i, line in enumerate(lines) if old in line and not line.lstrip().startswith("#")]
+        if len(at) != 1:
             raise ConfigError(f"{PROMETHEUS_TEMPLATE.name}: expected the target {old} on exactly one line")
-        lines[found[0]] = lines[found[0]].replace(old, f"'{new}'")
+        found[name] = at[0]
+    lines[found["prometheus"]] = lines[found["prometheus"]].replace(
+        PROMETHEUS_TARGETS["prometheus"], f"'{prometheus_target}'"
+    )
+    api = found["api"]
+    if api_targets_file is None:
+        if api_target is None:
+            raise ConfigError("the API target or an API targets file is needed")
+        lines[api] = lines[api].replace(PROMETHEUS_TARGETS["api"], f"'{api_target}'")
+        return "".join(lines)
+    if lines[api - 1].strip() != "static_configs:":
+        raise ConfigError(f"{PROMETHEUS_TEMPLATE.name}: the API target must be the only one of its static_configs")
+    indent = lines[api - 1][: len(lines[api - 1]) - len(lines[api - 1].lstrip())]
+    lines[api - 1 : api + 1] = [
+        f"{indent}file_sd_configs:\n",
+        f"{indent}  - files: [{json.dumps(api_targets_file)}]\n",
+        f"{indent}    refresh_interval: 30s\n",
+    ]
     return "".join(lines)
+
+
+def render_targets(targets: list[str]) -> str:
+    """A file_sd targets file: every API replica in one group (job="flask-api" comes from the job)."""
+    return json.dumps([{"targets": targets, "labels": {}}], indent=2) + "\n"
 
 
 def parse_target(value: str, name: str) -> str:
@@ -261,6 +319,13 @@ def parse_target(value: str, name: str) -> str:
         return host_port(check_host(host), parse_port(port, name))
     except (ValueError, ConfigError) as exc:
         raise ConfigError(f"{name}={value!r}: {exc}") from None
+
+
+def _targets_path(value: str) -> str:
+    """An absolute path for the targets file (Prometheus resolves a relative one against its config's folder)."""
+    if not value or _UNSAFE_IN_PATH.search(value):
+        raise ConfigError(f"API targets file {value!r}: not a plain path")
+    return str(Path(value).resolve())
 
 
 def parse_port(value: str, name: str) -> int:
@@ -299,37 +364,59 @@ def _errors(exc: ValidationError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 when a value is refused)."""
-    parser = argparse.ArgumentParser(description="Render the front door's nginx config or the native Prometheus one.")
+    parser = argparse.ArgumentParser(
+        description="Render the nginx front door or load balancer, the native Prometheus config, its targets file."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     nginx = commands.add_parser("nginx", help="the nginx front door config")
     nginx.add_argument("--compose", action="store_true", help="the Compose container's config (no other option)")
     nginx.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (BIND_HOST)")
     nginx.add_argument("--listen-port", default="5000", help="public API port (API_PORT)")
     nginx.add_argument("--upstream-port", default=None, help="gunicorn's loopback port (API_UPSTREAM_PORT)")
+    nginx.add_argument(
+        "--replica",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an API replica to balance over (repeat for each host; instead of --upstream-port)",
+    )
     nginx.add_argument("--run-dir", type=Path, default=Path("run"), help="pid and access log go under it")
     nginx.add_argument("--temp-dir", type=Path, default=None, help="body buffers (default RUN_DIR/nginx/temp)")
     for option, field in _LIMITS.items():
         nginx.add_argument(option, dest=field, default=None, help=FrontDoor.model_fields[field].description)
     nginx.add_argument("--output", "-o", help="file to write (default: stdout)")
     prometheus = commands.add_parser("prometheus", help="docker/prometheus.yml with the native targets")
-    prometheus.add_argument("--api-target", required=True, help="host:port Prometheus scrapes the API at")
+    api = prometheus.add_mutually_exclusive_group(required=True)
+    api.add_argument("--api-target", help="host:port Prometheus scrapes the API at")
+    api.add_argument("--api-targets-file", help="file_sd file listing every replica (several hosts; see `targets`)")
     prometheus.add_argument("--prometheus-target", required=True, help="host:port of Prometheus itself")
     prometheus.add_argument("--output", "-o", help="file to write (default: stdout)")
+    targets = commands.add_parser("targets", help="the file_sd file of the API replicas Prometheus scrapes")
+    targets.add_argument("replicas", nargs="+", metavar="HOST:PORT", help="every API replica")
+    targets.add_argument("--output", "-o", help="file to write, atomically (default: stdout)")
     args = parser.parse_args(argv)
     try:
         if args.command == "prometheus":
             text = render_prometheus(
-                parse_target(args.api_target, "API target"), parse_target(args.prometheus_target, "Prometheus target")
+                None if args.api_target is None else parse_target(args.api_target, "API target"),
+                parse_target(args.prometheus_target, "Prometheus target"),
+                api_targets_file=None if args.api_targets_file is None else _targets_path(args.api_targets_file),
             )
+        elif args.command == "targets":
+            text = render_targets([parse_target(target, "replica") for target in args.replicas])
         elif args.compose:
             text = compose_frontdoor().render()
         else:
             listen_port = parse_port(args.listen_port, "API_PORT")
-            if args.upstream_port is None:
-                raise ConfigError("API_UPSTREAM_PORT: --upstream-port is required")
-            upstream_port = parse_port(args.upstream_port, "API_UPSTREAM_PORT")
-            if upstream_port == listen_port:
-                raise ConfigError(f"API_UPSTREAM_PORT={upstream_port} must differ from API_PORT")
+            if args.replica and args.upstream_port is not None:
+                raise ConfigError("--replica and --upstream-port: give one or the other")
+            if args.upstream_port is None and not args.replica:
+                raise ConfigError("API_UPSTREAM_PORT: --upstream-port (or --replica for several hosts) is required")
+            upstream_port = None
+            if args.upstream_port is not None:
+                upstream_port = parse_port(args.upstream_port, "API_UPSTREAM_PORT")
+                if upstream_port == listen_port:
+                    raise ConfigError(f"API_UPSTREAM_PORT={upstream_port} must differ from API_PORT")
             limits = {field: getattr(args, field) for field in _LIMITS.values() if getattr(args, field) is not None}
             text = native_frontdoor(
                 run_dir=args.run_dir,
@@ -339,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 upstream_port=upstream_port,
                 settings=Settings.from_env(),
                 limits=limits,
+                replicas=tuple(args.replica),
             ).render()
     except ValidationError as exc:
         print(f"error: {_errors(exc)}", file=sys.stderr)

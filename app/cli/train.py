@@ -9,9 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.serving import model_sync
+from app.cli import models
 from app.settings import Settings, SettingsError
-from app.store import StoreUnavailable, open_store
 from app.training.datasets import DataError, load_csv_dataset, load_iris_dataset
 from app.training.trainer import train
 
@@ -50,19 +49,5 @@ def main(argv: list[str] | None = None) -> int:
     print("Training complete!")
     print(f"Model set written to {models_dir}" + (" (signed)" if settings.signing_key else ""))
     if args.publish:
-        return _publish(settings)
-    return 0
-
-
-def _publish(settings: Settings) -> int:
-    """Store the freshly trained set for every host."""
-    store = open_store(settings.database_url, busy_timeout=settings.store_busy_timeout, create=True)
-    try:
-        set_id = model_sync.publish(store, settings.models_dir, settings.signing_key)
-    except StoreUnavailable as exc:
-        print(f"error: the model set was not published, the state store is unavailable: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-    print(f"Published as model set {set_id}: POST /models/reload on any host makes every host serve it")
+        return models.publish(settings)
     return 0

@@ -5,6 +5,7 @@ That nginx itself accepts the rendered configs (`nginx -t`) is checked in tests/
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -221,3 +222,61 @@ def test_module_runs_as_a_script(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "server 127.0.0.1:15000;" in out.stdout
+
+
+def balancer(tmp_path: Path, *replicas: str) -> list[str]:
+    args = native(tmp_path)
+    at = args.index("--upstream-port")
+    del args[at : at + 2]
+    return [*args, *(arg for replica in replicas for arg in ("--replica", replica))]
+
+
+def test_load_balancer_lists_every_replica_with_passive_health_checks(tmp_path, capsys):
+    assert main(balancer(tmp_path, "127.0.0.2:5000", "10.0.0.7:5001", "[::1]:5002")) == 0
+    text = capsys.readouterr().out
+    upstream = re.search(r"upstream api \{(.*?)\}", text, re.S)
+    assert upstream is not None
+    servers = re.findall(r"^\s*server (\S+) (.*);$", upstream.group(1), re.M)
+    health = "max_fails=2 fail_timeout=5s"
+    assert servers == [("127.0.0.2:5000", health), ("10.0.0.7:5001", health), ("[::1]:5002", health)]
+    # a replica that cannot be reached is skipped; only /predict is asked again after it died mid-request
+    assert text.count("proxy_next_upstream error timeout;") == 1
+    assert re.search(r"location = /predict \{[^}]*proxy_next_upstream error timeout non_idempotent;", text)
+    assert "http_503" not in text  # the app's 503 (a store outage, on every replica alike) takes none out
+
+
+@pytest.mark.parametrize(
+    ("replicas", "message"),
+    [
+        (("127.0.0.2:5000", "127.0.0.2:5000"), "listed twice"),
+        (("127.0.0.2:5000;",), "replica"),
+        (("evil host:5000",), "replica"),
+        (("127.0.0.2",), "replica"),
+    ],
+)
+def test_load_balancer_refuses_bad_replicas(tmp_path, capsys, replicas, message):
+    output = tmp_path / "lb.conf"
+    assert main([*balancer(tmp_path, *replicas), "-o", str(output)]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_replicas_and_an_upstream_port_are_one_or_the_other(tmp_path, capsys):
+    assert main([*native(tmp_path), "--replica", "127.0.0.2:5000"]) == 2
+    assert "one or the other" in capsys.readouterr().err
+    assert main(balancer(tmp_path)) == 2
+    assert "--upstream-port" in capsys.readouterr().err
+
+
+def test_prometheus_discovers_replicas_from_a_targets_file(tmp_path, capsys):
+    targets_file = tmp_path / "targets.json"
+    assert main(["targets", "127.0.0.2:5000", "127.0.0.3:5000", "-o", str(targets_file)]) == 0
+    assert json.loads(targets_file.read_text()) == [{"targets": ["127.0.0.2:5000", "127.0.0.3:5000"], "labels": {}}]
+    assert main(["prometheus", "--api-targets-file", str(targets_file), "--prometheus-target", "127.0.0.1:9090"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert "static_configs" not in jobs["flask-api"]
+    assert jobs["flask-api"]["file_sd_configs"] == [{"files": [str(targets_file.resolve())], "refresh_interval": "30s"}]
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9090"]}]
+    assert main(["targets", "127.0.0.2:5000", "$(id):1"]) == 2
+    assert "replica" in capsys.readouterr().err

@@ -13,12 +13,10 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,9 +24,20 @@ import pytest
 import requests
 
 from app.cli.configs import compose_frontdoor
-from app.settings import REPO_DIR
 from benchmarks.slow_clients import Drippers
-from tests.helpers import SETOSA, ApiServer, free_port, scrape, start_api, value, wait_until
+from tests.helpers import (
+    SETOSA,
+    ApiServer,
+    Door,
+    free_port,
+    nginx_binary,
+    render_native,
+    scrape,
+    start_api,
+    start_door,
+    value,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,78 +45,6 @@ CLIENT_TIMEOUT = 2  # seconds; short so the slow-client test ends quickly (the d
 WRITE_RATE, WRITE_BURST = 2, 5
 LIMIT = 1024 * 1024
 TOO_LARGE = {"error": f"request body is larger than {LIMIT} bytes"}
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None:
-        pytest.fail("nginx is not installed (Debian: apt-get install nginx; ./install.sh does)", pytrace=False)
-    return found
-
-
-@dataclass
-class Door:
-    """An nginx started from the rendered template."""
-
-    url: str
-    port: int
-    process: subprocess.Popen
-    directory: Path
-    config: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.directory.glob("*.log")))
-
-
-def render_native(directory: Path, listen_port: int, upstream_port: int, *extra: str) -> Path:
-    """Render the native config with the project's CLI, as run_demo.sh does."""
-    config = directory / "nginx" / "frontdoor.conf"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    (directory / "temp").mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "app.cli.configs", "nginx", "--listen-port", str(listen_port)]
-    command += ["--upstream-port", str(upstream_port), "--run-dir", str(directory)]
-    command += ["--temp-dir", str(directory / "temp"), "--output", str(config), *extra]
-    subprocess.run(command, cwd=REPO_DIR, check=True, timeout=60)
-    return config
-
-
-def start_door(upstream_port: int, *extra: str, ready: str | None = "/health") -> Door:
-    """nginx on a free port in front of 127.0.0.1:upstream_port; waits until it proxies ``ready``."""
-    # Not under pytest's tmp_path: that is private to root, and nginx's workers (nobody, when the tests run
-    # as root) must reach the body buffers.
-    directory = Path(tempfile.mkdtemp(prefix="frontdoor-test-", dir="/tmp"))
-    directory.chmod(0o755)
-    port = free_port()
-    config = render_native(directory, port, upstream_port, *extra)
-    log = open(directory / "nginx.log", "ab")  # noqa: SIM115 - nginx writes to it until stop()
-    process = subprocess.Popen([nginx_binary(), "-e", "stderr", "-c", str(config)], stdout=log, stderr=log)
-    log.close()
-    door = Door(f"http://127.0.0.1:{port}", port, process, directory, config)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited with {process.returncode}:\n{door.log()}")
-        if ready is None:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        return requests.get(f"{door.url}{ready}", timeout=2).status_code == 200
-
-    try:
-        wait_until(up, timeout=30, message="nginx to proxy")
-    except BaseException:
-        door.stop()
-        raise
-    return door
 
 
 @pytest.fixture(scope="module")
