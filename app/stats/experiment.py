@@ -17,6 +17,7 @@ from scipy import stats
 from app.stats.formatting import format_p, pct
 from app.stats.latency import quantile_ms
 from app.stats.multiple_testing import holm_adjust
+from app.stats.sequential import compare_sequential
 
 # Fisher's exact test takes over from the z-test below this expected cell count
 # (the usual rule of thumb for when the normal approximation breaks down).
@@ -204,6 +205,7 @@ def _empty_comparison(baseline: str, challenger: str) -> dict[str, Any]:
         "samples_needed_per_variant": None,
         "additional_samples_needed": None,
         "winner": None,
+        "sequential": None,
     }
 
 
@@ -284,7 +286,12 @@ def _compare_pair(base: VariantData, challenger: VariantData, alpha: float, powe
     """The test of one challenger against the baseline, and the labels per variant its gap needs at ``alpha``."""
     result = compare_proportions(base.correct, base.labeled, challenger.correct, challenger.labeled)
     needed = samples_needed(base.correct / base.labeled, challenger.correct / challenger.labeled, alpha, power)
+    # The always-valid verdict, at the same per-test level: valid however often the report is read.
+    sequential = compare_sequential(base.correct, base.labeled, challenger.correct, challenger.labeled, alpha=alpha)
+    sequential["p_value_text"] = format_p(sequential["p_value"], alpha)
+    sequential["significant"] = bool(sequential["p_value"] < alpha)
     return {
+        "sequential": sequential,
         "accuracy_diff": result["accuracy_diff"],
         "p_value": result["p_value"],
         "method": result["method"],
@@ -456,10 +463,21 @@ def _comparison_line(c: dict[str, Any], alpha: float) -> str:
     more = c["additional_samples_needed"]
     extra = "" if more is None or c["significant"] else f", ~{more} more labels per version needed"
     adjusted = format_p(c["p_value_adjusted"], alpha)
-    return (
+    line = (
         head
         + f"diff {100.0 * c['accuracy_diff']:+.1f} pp, {format_p(c['p_value'])} "
         + f"(adjusted {adjusted}, {c['method']}), {verdict}{extra}"
+    )
+    seq = c.get("sequential")
+    if not seq:
+        return line
+    lo, hi = seq["confidence_sequence"]
+    level = 100.0 * (1.0 - seq["tuning"]["alpha"])
+    seq_verdict = "significant" if seq["significant"] else "not significant"
+    return (
+        line
+        + f"\n    always valid (safe to peek): {seq['p_value_text']}, {level:g}% confidence sequence "
+        + f"[{100.0 * lo:+.1f}, {100.0 * hi:+.1f}] pp, {seq_verdict}"
     )
 
 

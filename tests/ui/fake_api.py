@@ -100,6 +100,14 @@ AB_REPORT: dict[str, Any] = {
         "samples_needed_per_variant": 30,
         "additional_samples_needed": 0,
         "winner": "v1",
+        "sequential": {
+            "p_value": 0.012,
+            "p_value_text": "p = 0.012",
+            "significant": True,
+            "confidence_sequence": [-0.45, -0.12],
+            "method": "asymptotic confidence sequence (Waudby-Smith et al. 2024), normal mixture",
+            "tuning": {"n_star": 1000, "rho": 0.1, "alpha": 0.05},
+        },
     },
     "comparisons": [],
     "srm": {

@@ -36,6 +36,10 @@ def test_experiment_panel_shows_report_not_json(fake_api: FakeApi) -> None:
         "v2 vs v1: accuracy difference -28.7 points, p < 0.001 (z-test): significant, v1 is better."
     )
     captions = " ".join(c.value for c in experiment.caption)
+    assert (
+        "Always-valid test (stays correct however often you refresh): p = 0.012, "
+        "confidence sequence for the difference -45.0% – -12.0%: a real difference."
+    ) in captions
     assert "95% CI 91.2% – 100.0%" in captions
     assert "v1: 120 requests · v2: 110 requests" in captions
     assert len(charts(experiment)) == 1
@@ -206,3 +210,12 @@ def test_a_report_without_traffic_says_so(fake_api: FakeApi) -> None:
     experiment = tab(at, "Experiment")
     assert experiment.info[-1].value == "No traffic recorded in this experiment yet."
     assert not experiment.metric
+
+
+def test_without_a_sequential_verdict_the_page_invents_none(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/ab/report", 200, report_with({"sequential": None}))
+
+    at = run_app()
+
+    captions = " ".join(c.value for c in tab(at, "Experiment").caption)
+    assert "Always-valid" not in captions

@@ -57,6 +57,20 @@ def comparison_sentence(comparison: dict[str, Any]) -> str:
     return f"{head}: not significant yet, {tail}."
 
 
+def sequential_sentence(comparison: dict[str, Any]) -> str | None:
+    """The always-valid verdict (safe to read at every refresh) in words, as the server computed it."""
+    sequential = comparison.get("sequential")
+    if not isinstance(sequential, dict):
+        return None
+    p_text = server_text(sequential.get("p_value_text")) or "p-value unknown"
+    interval = format_interval(sequential.get("confidence_sequence"))
+    verdict = "a real difference" if sequential.get("significant") else "no conclusion yet"
+    return (
+        f"Always-valid test (stays correct however often you refresh): {p_text}, "
+        f"confidence sequence for the difference {interval}: {verdict}."
+    )
+
+
 def _tested(comparison: object) -> bool:
     """Whether the server ran a test on this comparison (it nulls every p field until both sides have labels)."""
     return isinstance(comparison, dict) and any(comparison.get(key) is not None for key in _TEST_FIELDS)
@@ -121,6 +135,9 @@ def _show_comparisons(comparison: dict[str, Any] | None, comparisons: list[Any])
     extra = [c for c in comparisons if _tested(c) and c != comparison]
     for other in [comparison, *extra]:
         st.write(comparison_sentence(other))
+        sequential = sequential_sentence(other)
+        if sequential:
+            st.caption(sequential)
 
 
 def _show_variant_table(variants: dict[str, Any]) -> None:

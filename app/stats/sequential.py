@@ -1,0 +1,154 @@
+"""An always-valid verdict: a confidence sequence and p-value that stay valid however often they are read.
+
+A fixed-horizon p-value is valid once, at a sample size chosen in advance; checked after every batch of labels it
+crosses alpha far more often than alpha when the versions are equal. This module implements the asymptotic
+confidence sequence of Waudby-Smith, Ramdas et al., "Time-uniform central limit theory and asymptotic confidence
+sequences" (Annals of Statistics, 2024; arXiv:2103.06476), Theorem 2.2 with the Gaussian mixture boundary, as
+GrowthBook documents for its sequential testing. For an estimate with per-observation standard deviation
+``sigma`` after ``n`` observations, the (1 - alpha) sequence is
+
+    estimate +/- sigma * sqrt( 2 (n rho^2 + 1) / (n^2 rho^2) * log( sqrt(n rho^2 + 1) / alpha ) )
+
+and it covers the true value at every n at once with probability >= 1 - alpha (asymptotically). ``rho`` tunes
+where it is tightest: ``rho_for`` picks the value that minimises the width at ``n_star`` observations (the
+paper's Section 2.3 rule). The always-valid p-value is the smallest alpha whose sequence excludes 0,
+
+    p = min(1, sqrt(n rho^2 + 1) * exp( -z^2 n rho^2 / (2 (n rho^2 + 1)) )),   z = estimate / standard error,
+
+which is the reciprocal of the normal-mixture likelihood ratio of Johari et al.'s mSPRT ("Always Valid
+Inference", Operations Research 2022) with the variance estimated: a reader who stops the first time p < alpha
+is wrong about equal versions at most alpha of the time, whenever they look.
+
+Here the estimate is the accuracy difference of two versions, n their labels together, and sigma the
+per-label standard deviation implied by the unpooled standard error (each accuracy shrunk by half a label
+towards 1/2, so a perfect or a hopeless version does not collapse the variance to 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_N_STAR = 1000
+"""Labels (both versions together) at which the confidence sequence is tuned to be tightest."""
+
+METHOD = "asymptotic confidence sequence (Waudby-Smith et al. 2024), normal mixture"
+
+
+def rho_for(n_star: int, alpha: float) -> float:
+    """The mixture parameter that makes the (1 - alpha) sequence tightest at ``n_star`` observations."""
+    if n_star < 1:
+        raise ValueError(f"n_star must be at least 1, got {n_star}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    log_term = -2.0 * math.log(alpha)
+    return math.sqrt((log_term + math.log(log_term + 1.0)) / n_star)
+
+
+def half_width(sigma: float, n: int, alpha: float, rho: float) -> float:
+    """Half the width of the (1 - alpha) confidence sequence after ``n`` observations of spread ``sigma``."""
+    v = n * rho * rho
+    return sigma * math.sqrt(2.0 * (v + 1.0) / (n * n * rho * rho) * math.log(math.sqrt(v + 1.0) / alpha))
+
+
+def always_valid_p(z: float, n: int, rho: float) -> float:
+    """The smallest alpha whose sequence excludes 0, for a z statistic after ``n`` observations."""
+    v = n * rho * rho
+    log_p = 0.5 * math.log(v + 1.0) - z * z * v / (2.0 * (v + 1.0))
+    return 1.0 if log_p >= 0.0 else math.exp(log_p)
+
+
+def compare_sequential(
+    correct_a: int,
+    n_a: int,
+    correct_b: int,
+    n_b: int,
+    *,
+    alpha: float = 0.05,
+    n_star: int = DEFAULT_N_STAR,
+) -> dict[str, Any]:
+    """Always-valid p-value and (1 - alpha) confidence sequence for accuracy b - accuracy a."""
+    for name, correct, n in (("a", correct_a, n_a), ("b", correct_b, n_b)):
+        if n <= 0:
+            raise ValueError(f"n_{name} must be positive, got {n}")
+        if not 0 <= correct <= n:
+            raise ValueError(f"correct_{name} must be in [0, {n}], got {correct}")
+    rho = rho_for(n_star, alpha)
+    diff = correct_b / n_b - correct_a / n_a
+    p_a, p_b = (correct_a + 0.5) / (n_a + 1.0), (correct_b + 0.5) / (n_b + 1.0)
+    se = math.sqrt(p_a * (1.0 - p_a) / n_a + p_b * (1.0 - p_b) / n_b)
+    n = n_a + n_b
+    half = half_width(se * math.sqrt(n), n, alpha, rho)
+    return {
+        "p_value": always_valid_p(diff / se, n, rho),
+        "confidence_sequence": [diff - half, diff + half],
+        "method": METHOD,
+        "tuning": {"n_star": n_star, "rho": rho, "alpha": alpha},
+    }
+
+
+@dataclass(frozen=True)
+class PeekingResult:
+    """How often each test declared a difference when read after every ``step`` labels per version."""
+
+    runs: int
+    looks: int
+    sequential_ever: float
+    """Share of runs where the always-valid p-value went below alpha at some look."""
+    fixed_ever: float
+    """Share of runs where the fixed-horizon p-value went below alpha at some look (what peeking does)."""
+    fixed_at_end: float
+    """Share of runs where the fixed-horizon p-value is below alpha at the last look only (its design)."""
+    sequential_median_labels: float | None
+    """Median labels per version at the first always-valid rejection, among runs that rejected."""
+
+
+def simulate_peeking(
+    p_a: float,
+    p_b: float,
+    *,
+    runs: int = 2000,
+    step: int = 50,
+    max_labels: int = 2000,
+    alpha: float = 0.05,
+    n_star: int = DEFAULT_N_STAR,
+    seed: int = 0,
+) -> PeekingResult:
+    """Experiments whose versions are right with probability ``p_a`` and ``p_b``, read after every ``step`` labels
+    per version up to ``max_labels``: how often each test says "different" (the error rate when p_a == p_b, the
+    power otherwise). The fixed-horizon test is the report's (``compare_proportions``)."""
+    from app.stats.experiment import compare_proportions  # the report's own test; imported late: it imports us
+
+    rng = np.random.default_rng(seed)
+    looks = max_labels // step
+    n = step * np.arange(1, looks + 1)
+    correct_a = rng.binomial(step, p_a, size=(runs, looks)).cumsum(axis=1)
+    correct_b = rng.binomial(step, p_b, size=(runs, looks)).cumsum(axis=1)
+    seq_first: list[int] = []
+    fixed_ever = fixed_end = 0
+    for run in range(runs):
+        first = None
+        fixed_hit = False
+        for look in range(looks):
+            a, b, labels = int(correct_a[run, look]), int(correct_b[run, look]), int(n[look])
+            seq = compare_sequential(a, labels, b, labels, alpha=alpha, n_star=n_star)
+            if first is None and seq["p_value"] < alpha:
+                first = labels
+            fixed = compare_proportions(a, labels, b, labels)["p_value"] < alpha
+            fixed_hit = fixed_hit or fixed
+            if look == looks - 1:
+                fixed_end += fixed
+        fixed_ever += fixed_hit
+        if first is not None:
+            seq_first.append(first)
+    return PeekingResult(
+        runs=runs,
+        looks=looks,
+        sequential_ever=len(seq_first) / runs,
+        fixed_ever=fixed_ever / runs,
+        fixed_at_end=fixed_end / runs,
+        sequential_median_labels=float(np.median(seq_first)) if seq_first else None,
+    )
