@@ -66,20 +66,22 @@ check_settings() {
   local var
   for var in API_PORT UI_PORT PROMETHEUS_PORT; do check_port "$var"; done
   check_number START_TIMEOUT
-  if [[ -z "$API_UPSTREAM_PORT" ]]; then
-    ((10#$API_PORT + 10000 <= 65535)) \
-      || die "API_PORT=$API_PORT: API_PORT+10000 is not a port; set API_UPSTREAM_PORT (gunicorn's loopback port)"
-    API_UPSTREAM_PORT=$((10#$API_PORT + 10000))
-  fi
-  check_port API_UPSTREAM_PORT
-  [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
-  [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
-  [[ "$API_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "API_HOST must be an IP address or a host name (got '$API_HOST')"
   case "$RUN_SERVICES" in
     all) ;;
     api) SERVICES=(api) ;;
     *) die "RUN_SERVICES must be all or api (got '$RUN_SERVICES')" ;;
   esac
+  if ! api_only; then  # gunicorn alone listens on API_PORT itself: no upstream port then
+    if [[ -z "$API_UPSTREAM_PORT" ]]; then
+      ((10#$API_PORT + 10000 <= 65535)) \
+        || die "API_PORT=$API_PORT: API_PORT+10000 is not a port; set API_UPSTREAM_PORT (gunicorn's loopback port)"
+      API_UPSTREAM_PORT=$((10#$API_PORT + 10000))
+    fi
+    check_port API_UPSTREAM_PORT
+    [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
+  fi
+  [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
+  [[ "$API_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "API_HOST must be an IP address or a host name (got '$API_HOST')"
 }
 
 api_only() { [[ "${SERVICES[*]}" == api ]]; }
@@ -225,15 +227,12 @@ start_api() {
   export PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/prometheus-multiproc"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR"
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-  if api_only; then
-    # One replica: gunicorn on API_HOST:API_PORT, for the load balancer in front of all of them.
-    API_HOST="$API_HOST" API_PORT="$API_PORT" PROXY_HOPS="${PROXY_HOPS:-0}" \
-      spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
-    return 0
-  fi
-  # gunicorn on loopback only: the outside reaches it through the front door.
-  # PROXY_HOPS=1: the front door names the client in X-Forwarded-For (the per-client limits read it).
-  API_HOST=127.0.0.1 API_PORT="$API_UPSTREAM_PORT" PROXY_HOPS=1 \
+  # gunicorn on loopback only: the outside reaches it through the front door, which names the client in
+  # X-Forwarded-For (PROXY_HOPS=1: the per-client limits read it). One replica of several
+  # (RUN_SERVICES=api) listens on API_HOST:API_PORT for the load balancer, PROXY_HOPS as set (0 unless).
+  local host=127.0.0.1 port="$API_UPSTREAM_PORT" hops=1
+  if api_only; then host="$API_HOST" port="$API_PORT" hops="${PROXY_HOPS:-0}"; fi
+  API_HOST="$host" API_PORT="$port" PROXY_HOPS="$hops" \
     spawn api "$VENV/bin/gunicorn" -c docker/gunicorn.conf.py 'app.flask_app:create_app()'
 }
 
@@ -353,7 +352,7 @@ native_start() {
   fi
   log "starting the API (gunicorn) on 127.0.0.1:$API_UPSTREAM_PORT"
   start_api
-  wait_for api "http://127.0.0.1:$API_UPSTREAM_PORT/health" "$(pid_of api)"
+  wait_for api "$(api_health_url)" "$(pid_of api)"
   log "starting the front door (nginx) on $BIND_HOST:$API_PORT"
   start_frontdoor
   wait_for frontdoor "http://$host:$API_PORT/health" "$(pid_of frontdoor)"
@@ -448,8 +447,12 @@ docker_start() {
 
 main() {
   local command="${1:-start}"
+  if [[ "$command" != start && "$command" != prometheus-config && -f "$RUN_DIR/services" ]]; then
+    RUN_SERVICES="$(cat "$RUN_DIR/services")"  # stop and status act on what start started
+  fi
   check_settings
   if [[ "$command" == prometheus-config ]]; then
+    api_only && die "prometheus-config renders the whole stack's Prometheus; for several hosts use: mlops-configs prometheus --api-targets-file"
     # The native Prometheus config, for tests and for running Prometheus by hand.
     mkdir -p "$RUN_DIR"
     prometheus_config
@@ -458,11 +461,6 @@ main() {
   fi
   if [[ -f "$RUN_DIR/mode" && "$RUN_MODE" == "auto" ]]; then
     RUN_MODE="$(cat "$RUN_DIR/mode")"
-  fi
-  if [[ "$command" != start && -f "$RUN_DIR/services" ]]; then
-    # stop and status act on what start started.
-    RUN_SERVICES="$(cat "$RUN_DIR/services")"
-    [[ "$RUN_SERVICES" == api ]] && SERVICES=(api)
   fi
   resolve_mode
   case "$command:$RUN_MODE" in

@@ -2,7 +2,7 @@
 
 Simulated experiments read after every 50 labels per version up to 2,000: with equal versions (A/A), how often
 each test declares a difference at some look (the always-valid one must stay at or below alpha); with a 10-point
-accuracy gap, how often and how early it is found. Uses the report's own functions (app.stats.sequential,
+accuracy gap, how often and how early it is found. Uses the report's own functions (app.stats.simulation,
 app.stats.experiment).
 
     python benchmarks/bench_sequential.py [--runs 2000]
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from app.stats.sequential import simulate_peeking
+from app.stats.simulation import simulate_peeking
 
 
 def main() -> int:

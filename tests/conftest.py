@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from app.serving.service import Service
 from app.settings import Settings
 from app.training.datasets import load_iris_dataset
 from app.training.trainer import train
-from tests.helpers import ApiServer, PostgresServer, start_api, start_postgres
+from tests.helpers import ApiServer, PostgresServer, start_api, throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -130,13 +128,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL cluster for the run; tests take fresh databases from it.
-
-    Its directory is outside pytest's (root-only) temp tree, so the unprivileged server can reach it.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
-    os.chmod(folder, 0o755)
-    server = start_postgres(folder / "cluster")
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    """One throwaway PostgreSQL cluster for the run; tests take fresh databases from it."""
+    with throwaway_postgres() as server:
+        yield server

@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,17 +142,32 @@ def start_api(
     try:
         wait_until(healthy, timeout=60, interval=0.1, message="gunicorn /health")
         # A forked worker is not a ready one: wait until every worker has answered (it loads the models first).
-        answered: set[str] = set()
-
-        def every_worker_answered() -> bool:
-            answered.add(requests.get(f"{server.url}/health", timeout=2).headers["X-Served-By"])
-            return len(answered) == workers
-
-        wait_until(every_worker_answered, timeout=60, interval=0.02, message="every worker answers /health")
+        until_every_worker(server.url, "/health", workers, lambda _: True, timeout=60, interval=0.02)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def until_every_worker(
+    url: str,
+    path: str,
+    workers: int,
+    check: Callable[[requests.Response], bool],
+    timeout: float,
+    interval: float = 0.005,
+) -> None:
+    """GET ``url + path`` on new connections until each of ``workers`` workers (told apart by X-Served-By) has
+    answered a response that passes ``check``."""
+    passed: set[str] = set()
+
+    def all_passed() -> bool:
+        r = requests.get(f"{url}{path}", timeout=5)
+        if check(r):
+            passed.add(r.headers["X-Served-By"])
+        return len(passed) == workers
+
+    wait_until(all_passed, timeout=timeout, interval=interval, message=f"every worker of {url} on {path}")
 
 
 def worker_pids(server: ApiServer) -> set[int]:
@@ -244,6 +261,20 @@ def _as_user(user: str) -> list[str]:
     if os.geteuid() != 0:
         return []
     return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+
+
+@contextmanager
+def throwaway_postgres(prefix: str = "mlops-pg-") -> Iterator[PostgresServer]:
+    """A cluster in a fresh temp dir, stopped and removed on exit. The dir is outside pytest's (root-only) temp
+    tree, so the unprivileged server can reach it."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(folder, 0o755)
+    server = start_postgres(folder / "cluster")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_postgres(folder: Path) -> PostgresServer:

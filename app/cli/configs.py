@@ -97,7 +97,7 @@ class FrontDoor(BaseModel):
     replicas: tuple[str, ...] = ()
     """``host:port`` of every API replica to balance over (several hosts); replaces upstream_host/upstream_port."""
     max_fails: Annotated[int, Field(ge=1, le=100)] = 2
-    """Failed attempts (refused, timed out, 502/503) within fail_timeout that take a replica out of rotation."""
+    """Failed attempts (connection refused or timed out) within fail_timeout that take a replica out of rotation."""
     fail_timeout: Seconds = 5
     """Seconds a failing replica stays out of rotation before nginx tries it again (passive health checks)."""
     resolve_upstream: bool = False
@@ -273,7 +273,8 @@ def render_prometheus(
     """docker/prometheus.yml with its two targets replaced; each must be on exactly one line outside comments.
 
     With ``api_targets_file`` (several hosts) the API job discovers its replicas from that file instead
-    (file-based service discovery: ``write_targets`` writes it, and Prometheus rereads it when it changes).
+    (file-based service discovery: ``render_targets`` / the ``targets`` command writes it, and Prometheus
+    rereads it when it changes).
     """
     text = PROMETHEUS_TEMPLATE.read_text(encoding="utf-8") if template is None else template
     lines = text.splitlines(keepends=True)

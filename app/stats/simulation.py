@@ -1,4 +1,4 @@
-"""Synthetic serving traffic for drift simulations.
+"""Synthetic serving traffic for drift simulations, and peeking experiments for the A/B verdict.
 
 Windows are drawn independently of the training rows: a Gaussian per class
 (mean vector and full covariance of that class's training rows, class
@@ -18,6 +18,9 @@ Scenarios for ``monitoring.py --simulate`` (see ``SCENARIOS``):
 ``labels`` it fits the class Gaussians; without, it fits a full-covariance
 Gaussian mixture to the reference (1-4 components, chosen by BIC; two for
 the Iris training rows), which keeps multi-modal features multi-modal.
+
+``simulate_peeking`` draws labelled A/B experiments and reads both verdicts (the fixed-horizon test and the
+always-valid one) after every batch of labels, as an operator refreshing the report would.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 
 from app.stats.drift import detect_drift
+from app.stats.experiment import compare_proportions
+from app.stats.sequential import DEFAULT_N_STAR, compare_sequential
 
 ROUND_TO = 0.1
 DEFAULT_WINDOW = 100
@@ -221,3 +226,65 @@ def _covariance_root(covariance: npt.NDArray[np.float64]) -> npt.NDArray[np.floa
     values, vectors = np.linalg.eigh(covariance)
     root: npt.NDArray[np.float64] = vectors * np.sqrt(np.clip(values, 0.0, None))
     return root
+
+
+@dataclass(frozen=True)
+class PeekingResult:
+    """How often each test declared a difference when read after every ``step`` labels per version."""
+
+    runs: int
+    looks: int
+    sequential_ever: float
+    """Share of runs where the always-valid p-value went below alpha at some look."""
+    fixed_ever: float
+    """Share of runs where the fixed-horizon p-value went below alpha at some look (what peeking does)."""
+    fixed_at_end: float
+    """Share of runs where the fixed-horizon p-value is below alpha at the last look only (its design)."""
+    sequential_median_labels: float | None
+    """Median labels per version at the first always-valid rejection, among runs that rejected."""
+
+
+def simulate_peeking(
+    p_a: float,
+    p_b: float,
+    *,
+    runs: int = 2000,
+    step: int = 50,
+    max_labels: int = 2000,
+    alpha: float = 0.05,
+    n_star: int = DEFAULT_N_STAR,
+    seed: int = 0,
+) -> PeekingResult:
+    """Experiments whose versions are right with probability ``p_a`` and ``p_b``, read after every ``step`` labels
+    per version up to ``max_labels``: how often each test says "different" (the error rate when p_a == p_b, the
+    power otherwise). The fixed-horizon test is the report's (``compare_proportions``)."""
+    rng = np.random.default_rng(seed)
+    looks = max_labels // step
+    n = step * np.arange(1, looks + 1)
+    correct_a = rng.binomial(step, p_a, size=(runs, looks)).cumsum(axis=1)
+    correct_b = rng.binomial(step, p_b, size=(runs, looks)).cumsum(axis=1)
+    seq_first: list[int] = []
+    fixed_ever = fixed_end = 0
+    for run in range(runs):
+        first = None
+        fixed_hit = False
+        for look in range(looks):
+            a, b, labels = int(correct_a[run, look]), int(correct_b[run, look]), int(n[look])
+            seq = compare_sequential(a, labels, b, labels, alpha=alpha, n_star=n_star)
+            if first is None and seq["p_value"] < alpha:
+                first = labels
+            fixed = compare_proportions(a, labels, b, labels)["p_value"] < alpha
+            fixed_hit = fixed_hit or fixed
+            if look == looks - 1:
+                fixed_end += fixed
+        fixed_ever += fixed_hit
+        if first is not None:
+            seq_first.append(first)
+    return PeekingResult(
+        runs=runs,
+        looks=looks,
+        sequential_ever=len(seq_first) / runs,
+        fixed_ever=fixed_ever / runs,
+        fixed_at_end=fixed_end / runs,
+        sequential_median_labels=float(np.median(seq_first)) if seq_first else None,
+    )

@@ -394,3 +394,25 @@ def test_test_everything_uses_python_not_jq(tmp_path, stand_in_stack):
     assert not (tmp_path / "jq.log").exists(), (tmp_path / "jq.log").read_text(encoding="utf-8")
     python_calls = (tmp_path / "python3.log").read_text(encoding="utf-8").splitlines()
     assert python_calls and all(call.startswith("python3 -") for call in python_calls), python_calls
+
+
+def test_run_demo_api_alone_takes_any_port_and_needs_no_upstream_port(tmp_path):
+    """With RUN_SERVICES=api gunicorn itself listens on API_PORT, so API_PORT+10000 need not be a port (a free
+    high port, as tests pick, must work); the whole stack still refuses it, and stop/status read what start
+    recorded rather than the caller's RUN_SERVICES."""
+    env = {**os.environ, "RUN_MODE": "native", "RUN_DIR": str(tmp_path / "run"), "API_PORT": "60000"}
+    env.pop("API_UPSTREAM_PORT", None)
+    alone = run([str(ROOT / "run_demo.sh"), "status"], env={**env, "RUN_SERVICES": "api"})
+    assert "api" in alone.stdout and "frontdoor" not in alone.stdout, alone.stdout + alone.stderr
+    assert "not a port" not in alone.stderr
+
+    whole = run([str(ROOT / "run_demo.sh"), "status"], env=env)
+    assert whole.returncode != 0 and "API_PORT+10000 is not a port" in whole.stderr
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "services").write_text("api\n", encoding="utf-8")
+    recorded = run([str(ROOT / "run_demo.sh"), "status"], env=env)
+    assert "not a port" not in recorded.stderr and "frontdoor" not in recorded.stdout, recorded.stderr
+
+    config = run([str(ROOT / "run_demo.sh"), "prometheus-config"], env={**env, "RUN_SERVICES": "api"})
+    assert config.returncode != 0 and "--api-targets-file" in config.stderr

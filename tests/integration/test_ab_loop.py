@@ -13,7 +13,7 @@ import requests
 from sklearn.datasets import load_iris
 
 from app.settings import REPO_DIR
-from tests.helpers import ADMIN, post_many, scrape, value, wait_until
+from tests.helpers import ADMIN, post_many, scrape, until_every_worker, value, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +23,9 @@ def start_period(api, weights: dict) -> int:
     new_id = requests.put(f"{api.url}/config", json={"weights": weights}, headers=ADMIN, timeout=5).json()[
         "experiment"
     ]["id"]
-    workers: set[str] = set()
-
-    def both_workers_switched() -> bool:
-        r = requests.get(f"{api.url}/config", timeout=5)
-        if r.json()["experiment"]["id"] == new_id:
-            workers.add(r.headers["X-Served-By"])
-        return len(workers) == 2
-
-    wait_until(both_workers_switched, timeout=1.5, interval=0.01, message="every worker on the new period")
+    until_every_worker(
+        api.url, "/config", 2, lambda r: r.json()["experiment"]["id"] == new_id, timeout=1.5, interval=0.01
+    )
     return new_id
 
 

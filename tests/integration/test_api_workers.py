@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import ADMIN, SETOSA, post_many, scrape, total, value, wait_until
+from tests.helpers import ADMIN, SETOSA, post_many, scrape, total, until_every_worker, value, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -95,16 +95,8 @@ def test_reload_reaches_every_worker(api_server_factory):
         handle.write(b"tampered")
     r = requests.post(f"{server.url}/models/reload", headers=ADMIN, timeout=10)
     assert r.status_code == 200 and r.json()["kept_previous"] == ["v2"]
-    degraded_workers: set[str] = set()
-
-    def all_workers_degraded() -> bool:
-        h = requests.get(f"{server.url}/health", timeout=5)
-        if h.json()["status"] == "degraded":
-            degraded_workers.add(h.headers["X-Served-By"])
-        return len(degraded_workers) == 2
-
     started = time.monotonic()
-    wait_until(all_workers_degraded, timeout=5, message="both workers degraded")
+    until_every_worker(server.url, "/health", 2, lambda h: h.json()["status"] == "degraded", timeout=5, interval=0.05)
     assert time.monotonic() - started < 2.0
     responses = post_many(server.url, [{"features": SETOSA}] * 100)
     assert all(r.status_code == 200 for r in responses)  # v2 keeps serving its previous model

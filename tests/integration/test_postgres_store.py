@@ -3,17 +3,13 @@ store is down, and when it is back every prediction-log row and every acknowledg
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 
-from tests.helpers import SETOSA, start_postgres, wait_until
+from tests.helpers import SETOSA, throwaway_postgres, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +17,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def own_postgres():
     """A cluster of this test's own: it is stopped and started again in the middle of the test."""
-    folder = Path(tempfile.mkdtemp(prefix="mlops-pg-restart-"))
-    os.chmod(folder, 0o755)
-    server = start_postgres(folder / "cluster")
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    with throwaway_postgres("mlops-pg-restart-") as server:
+        yield server
 
 
 def health(url: str) -> dict:

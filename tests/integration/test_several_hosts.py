@@ -41,6 +41,7 @@ from tests.helpers import (
     start_api,
     start_door,
     total,
+    until_every_worker,
     wait_until,
     worker_pids,
 )
@@ -129,17 +130,8 @@ def _served_set(url: str) -> dict[str, str]:
 
 
 def _every_worker(host: ApiServer, path: str, check, timeout: float, interval: float = 0.005) -> None:
-    """Poll ``host``'s ``path`` on new connections until each of its workers has passed ``check(response)``."""
-    passed: set[str] = set()
-    workers = len(worker_pids(host))
-
-    def all_passed() -> bool:
-        r = requests.get(f"{host.url}{path}", timeout=5)
-        if check(r):
-            passed.add(r.headers["X-Served-By"])
-        return len(passed) == workers
-
-    wait_until(all_passed, timeout=timeout, interval=interval, message=f"every worker of {host.url}")
+    """Poll ``host``'s ``path`` until each of its workers has passed ``check(response)``."""
+    until_every_worker(host.url, path, len(worker_pids(host)), check, timeout=timeout, interval=interval)
 
 
 def _predict(url: str, user: str | None = None, row: int = 0) -> requests.Response:

@@ -6,13 +6,8 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from app.stats.experiment import build_report, render_text
-from app.stats.sequential import (
-    always_valid_p,
-    compare_sequential,
-    half_width,
-    rho_for,
-    simulate_peeking,
-)
+from app.stats.sequential import always_valid_p, compare_sequential, half_width, rho_for
+from app.stats.simulation import simulate_peeking
 from tests.stats.test_experiment import variant
 
 
