@@ -22,6 +22,7 @@ import hmac
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +35,10 @@ from app.errors import IntegrityError
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
 STATS_NAME = "training_stats.pkl"
+DEFAULT_MODEL_NAME = "iris"
+"""The name a set is served under by the Open Inference Protocol when its manifest names none."""
+MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a model name may be: it is a path segment of /v2/models/<name>."""
 
 
 def sha256_file(path: Path) -> str:
@@ -121,6 +126,9 @@ def check_manifest(manifest: Any) -> None:
             raise ValueError(f"missing {key!r}")
     if not isinstance(manifest["versions"], dict) or not manifest["versions"]:
         raise ValueError("no versions listed")
+    name = manifest.get("model_name", DEFAULT_MODEL_NAME)
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise ValueError("model_name must be 1-64 letters, digits, '.', '_' or '-'")
     entries = {f"version {v[:64]!r}": meta for v, meta in manifest["versions"].items()}
     entries["training_stats"] = manifest["training_stats"]
     for where, meta in entries.items():

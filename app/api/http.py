@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -31,31 +32,54 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(_ENCODER.encode(body), status=status, mimetype="application/json", headers=headers)
 
 
-def json_body() -> Any:
-    """The request body parsed as strict JSON; an unreadable body is a 400, an oversized one a 413."""
+def read_body() -> bytes:
+    """The request body; an unreadable one is a 400, an oversized one a 413."""
     try:
-        data = request.get_data(cache=False)
+        return request.get_data(cache=False)
     except HTTPException:
         raise
     except Exception:  # noqa: BLE001 - the server's body reader failed (e.g. a malformed chunked body)
         raise BadRequest("could not read the request body") from None
-    return parse_json(data)
+
+
+def json_body() -> Any:
+    """The request body parsed as strict JSON."""
+    return parse_json(read_body())
+
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def accepts(*media_types: str | None) -> Callable[[_View], _View]:
+    """Let a view take bodies of these media types besides JSON (None: a body with no Content-Type)."""
+
+    def mark(view: _View) -> _View:
+        view.accepts = frozenset(media_types)  # type: ignore[attr-defined]
+        return view
+
+    return mark
 
 
 def register_request_checks(app: Flask, settings: Settings) -> None:
     """Before any blueprint's hook or view: the Host must be an ALLOWED_HOSTS one (when set), and a body
-    sent with POST/PUT must be ``application/json`` (a browser's cross-site form post cannot be)."""
+    sent with POST/PUT must be ``application/json`` (a browser's cross-site form post cannot be) or a
+    type the view accepts (``accepts``): the V2 protocol's binary tensors, and clients that send none."""
     allowed = frozenset(settings.allowed_hosts or ())
 
     def check_request() -> None:
         if allowed and host_name(request.headers.get("Host", "")) not in allowed:
             raise BadRequest("this API does not answer for that Host: see ALLOWED_HOSTS")
         rule = request.url_rule  # None when nothing matched: the 404 or 405 says more than a 415 would
-        if request.method in BODY_METHODS and rule is not None and _has_body() and request.mimetype != JSON:
-            raise UnsupportedMediaType(
-                f"{request.method} {rule.rule} takes a JSON body: send Content-Type: {JSON} "
-                f"(got {request.mimetype[:60] or 'none'})"
-            )
+        if request.method not in BODY_METHODS or rule is None or not _has_body() or request.mimetype == JSON:
+            return
+        extra: frozenset[str | None] = getattr(app.view_functions.get(rule.endpoint), "accepts", frozenset())
+        if (request.mimetype or None) in extra:
+            return
+        wanted = " or ".join([JSON, *sorted(t for t in extra if t)])
+        raise UnsupportedMediaType(
+            f"{request.method} {rule.rule} takes a JSON body: send Content-Type: {wanted} "
+            f"(got {request.mimetype[:60] or 'none'})"
+        )
 
     app.before_request(check_request)
 

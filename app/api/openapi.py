@@ -49,7 +49,80 @@ ROW: Schema = {
     ]
 }
 
+TENSOR_DATA: Schema = {"type": "array", "description": "Row-major values, flat or nested"}
+V2_PARAMETERS: Schema = {"type": "object"}
+
 SCHEMAS: dict[str, Schema] = {
+    "V2ServerMetadata": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V2Tensor": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "parameters": V2_PARAMETERS,
+            "data": TENSOR_DATA,
+        },
+    },
+    "V2ModelMetadata": {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+            "parameters": V2_PARAMETERS,
+        },
+    },
+    "V2InferRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "description": "One FP32/FP64/INT32/INT64 tensor [N, n_features], or one [N] tensor per feature "
+        "named after it; parameters.user_id for sticky routing, parameters.binary_data_output for binary "
+        "outputs. With Inference-Header-Content-Length, binary tensors follow the JSON.",
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": V2_PARAMETERS,
+            "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/V2Tensor"}},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"enum": ["predict", "predict_proba", "prediction_id", "feedback_token"]},
+                        "parameters": V2_PARAMETERS,
+                    },
+                },
+            },
+        },
+    },
+    "V2InferResponse": {
+        "type": "object",
+        "required": ["model_name", "model_version", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+        },
+    },
+    "V2Ready": {
+        "type": "object",
+        "required": ["ready"],
+        "properties": {"ready": {"type": "boolean"}, "name": {"type": "string"}, "version": {"type": "string"}},
+    },
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "PredictRequest": {
         "type": "object",
@@ -116,11 +189,12 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object",
                 "additionalProperties": {
                     "type": "object",
-                    "required": ["sha256", "accuracy", "n_estimators"],
+                    "required": ["sha256", "accuracy", "n_estimators", "batch_backend"],
                     "properties": {
                         "sha256": {"type": "string"},
                         "accuracy": NUMBER_OR_NULL,
                         "n_estimators": {"type": ["integer", "null"]},
+                        "batch_backend": {"enum": ["tl2cgen", "numpy", "sklearn"]},
                     },
                 },
             },
@@ -366,7 +440,8 @@ def openapi_document() -> Schema:
             "title": "MLOps model-serving API",
             "version": "1.0.0",
             "description": "A/B-routed scikit-learn models with metrics, drift detection and feedback. "
-            "POST and PUT bodies must be application/json (else 415); with ALLOWED_HOSTS set, a request "
+            "POST and PUT bodies must be application/json (else 415; V2 infer also takes application/octet-stream "
+            "or no Content-Type); with ALLOWED_HOSTS set, a request "
             "for another Host gets 400.",
         },
         "paths": {
@@ -381,6 +456,7 @@ def openapi_document() -> Schema:
             "/metrics": {"get": _metrics()},
             "/openapi.json": {"get": _openapi()},
             "/": {"get": _index()},
+            **_v2_paths(),
         },
         "components": {
             "schemas": SCHEMAS,
@@ -509,3 +585,59 @@ def _openapi() -> Schema:
 def _index() -> Schema:
     """GET /."""
     return {"summary": "Endpoint index", "responses": {"200": _json_response("Index", {"type": "object"})}}
+
+
+def _v2_paths() -> dict[str, Schema]:
+    """The Open Inference Protocol (V2) REST endpoints."""
+    model = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    server = {
+        "summary": "V2 server metadata",
+        "responses": {"200": _json_response("Name, version, extensions", _ref("V2ServerMetadata"))},
+    }
+    ready: Schema = {
+        "200": _json_response("Ready", _ref("V2Ready")),
+        "503": _json_response("Not ready", _ref("V2Ready")),
+    }
+    infer = {
+        "summary": "V2 inference: JSON tensors, or the binary tensor data extension "
+        "(application/octet-stream or no Content-Type, with Inference-Header-Content-Length)",
+        "parameters": [{"name": "X-User-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("V2InferRequest")}, "application/octet-stream": {}},
+        },
+        "responses": {
+            "200": {
+                "description": "Output tensors (JSON, or JSON and binary tensors as application/octet-stream)",
+                "content": {"application/json": {"schema": _ref("V2InferResponse")}, "application/octet-stream": {}},
+            },
+            **_errors(400, 404, 413, 415, 503),
+        },
+    }
+    metadata = {
+        "summary": "V2 model metadata: inputs, outputs and versions",
+        "responses": {"200": _json_response("The model", _ref("V2ModelMetadata")), **_errors(404)},
+    }
+    return {
+        "/v2": {"get": server},
+        "/v2/": {"get": server},
+        "/v2/health/live": {"get": {"summary": "V2 liveness", "responses": {"200": ready["200"]}}},
+        "/v2/health/ready": {"get": {"summary": "V2 readiness (as /health's 200 or 503)", "responses": ready}},
+        "/v2/models/{name}": {"get": {**metadata, "parameters": [model]}},
+        "/v2/models/{name}/versions/{version}": {"get": {**metadata, "parameters": [model, version]}},
+        "/v2/models/{name}/ready": {
+            "get": {"summary": "V2 model readiness", "parameters": [model], "responses": {**ready, **_errors(404)}}
+        },
+        "/v2/models/{name}/versions/{version}/ready": {
+            "get": {
+                "summary": "V2 version readiness",
+                "parameters": [model, version],
+                "responses": {**ready, **_errors(404)},
+            }
+        },
+        "/v2/models/{name}/infer": {"post": {**infer, "parameters": [*infer["parameters"], model]}},
+        "/v2/models/{name}/versions/{version}/infer": {
+            "post": {**infer, "parameters": [*infer["parameters"], model, version]}
+        },
+    }

@@ -15,14 +15,17 @@ from app.serving import metrics
 bp = Blueprint("predict", __name__)
 
 
-@bp.after_request
-def _count(response: Response) -> Response:
-    # After-request hooks also run for responses made by the error handlers, so every /predict,
-    # accepted or rejected (by the app's request checks too), is counted here once, whatever raised.
+def count_prediction_request(response: Response) -> Response:
+    """Count one prediction request (/predict or V2 infer), accepted or rejected, and its error status."""
     metrics.PREDICTION_REQUESTS.inc()
     if response.status_code >= 400:
         metrics.PREDICTION_ERRORS.labels(str(response.status_code)).inc()
     return response
+
+
+# After-request hooks also run for responses made by the error handlers, so every /predict, accepted
+# or rejected (by the app's request checks too), is counted here once, whatever raised.
+bp.after_request(count_prediction_request)
 
 
 @bp.post("/predict")

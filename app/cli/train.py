@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.artifacts import DEFAULT_MODEL_NAME
 from app.cli import models
 from app.settings import Settings, SettingsError
 from app.training.datasets import DataError, load_csv_dataset, load_iris_dataset
@@ -22,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", help="name of the target column in --data")
     parser.add_argument(
         "--models-dir", type=Path, help="where to write the model set (default: MODELS_DIR or app/models)"
+    )
+    parser.add_argument(
+        "--model-name",
+        default=DEFAULT_MODEL_NAME,
+        help=f"the name the V2 protocol serves the set under, /v2/models/<name> (default: {DEFAULT_MODEL_NAME})",
     )
     parser.add_argument(
         "--publish",
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Loading Iris dataset...")
             data = load_iris_dataset()
         print(f"{len(data.y)} rows, {len(data.feature_names)} features, classes: {', '.join(data.class_names)}")
-        train(data, models_dir, signing_key=settings.signing_key)
+        train(data, models_dir, signing_key=settings.signing_key, model_name=args.model_name)
     except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

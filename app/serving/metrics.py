@@ -19,12 +19,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.stats.latency import LATENCY_BUCKETS
 
-PREDICTION_REQUESTS = Counter("prediction_requests", "POST /predict requests, accepted or rejected")
+PREDICTION_REQUESTS = Counter("prediction_requests", "POST /predict and V2 infer requests, accepted or rejected")
 MODEL_VERSION_REQUESTS = Counter("model_version_requests", "Prediction requests served, by model version", ["version"])
 PREDICTION_LATENCY = Histogram(
     "prediction_latency_seconds", "Server time to answer a prediction request", ["version"], buckets=LATENCY_BUCKETS
 )
-PREDICTION_ERRORS = Counter("prediction_errors", "Rejected or failed POST /predict requests, by HTTP status", ["code"])
+PREDICTION_ERRORS = Counter(
+    "prediction_errors", "Rejected or failed POST /predict and V2 infer requests, by HTTP status", ["code"]
+)
 PREDICTIONS = Counter(
     "predictions", "Predictions (each batch row counts one), by version and class", ["version", "class"]
 )

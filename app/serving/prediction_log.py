@@ -57,12 +57,22 @@ class PredictionLog:
 
     def record(self, records: Sequence[PredictionRecord]) -> None:
         """Buffer records for writing; never blocks the request."""
+        if self.admits(len(records)):
+            self.extend(records)
+
+    def admits(self, rows: int) -> bool:
+        """Whether ``rows`` more rows fit in the buffer; if not, they are counted lost now, so a caller can
+        skip building records that would be dropped (a big batch while the store falls behind)."""
         if self._stopping.is_set():
-            self._on_lost("shutdown", len(records))  # a request that outlived the graceful timeout
-            return
-        if len(self._pending) + len(self._unwritten) + len(records) > self._max_rows:
-            self._on_lost("queue_full", len(records))
-            return
+            self._on_lost("shutdown", rows)  # a request that outlived the graceful timeout
+            return False
+        if len(self._pending) + len(self._unwritten) + rows > self._max_rows:
+            self._on_lost("queue_full", rows)
+            return False
+        return True
+
+    def extend(self, records: Sequence[PredictionRecord]) -> None:
+        """Buffer records ``admits`` let in."""
         self._pending.extend(records)  # deque.extend is atomic under the GIL
 
     def flush(self, timeout: float = 5.0) -> bool:

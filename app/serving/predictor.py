@@ -6,7 +6,8 @@ RandomForestClassifier into two equivalent forms:
 - for a few rows (the usual request), Python source with every tree as nested ``if``s on
   constant thresholds, accumulating constant leaf probabilities, compiled once with ``compile``;
   a prediction is a few hundred comparisons in bytecode, with no numpy call overhead;
-- for batches, flat numpy arrays walked level by level for all trees and rows at once.
+- for batches, the forest compiled to machine code by tl2cgen (``app.serving.compiled``) where a C
+  compiler is present, else flat numpy arrays walked level by level for all trees and rows at once.
 
 Both reproduce sklearn exactly: inputs are rounded to float32 first (as sklearn's tree code
 does), leaf values are normalised the same way, and per-tree probabilities are summed in tree
@@ -16,17 +17,25 @@ from the integrity-checked pickle (``repr`` of floats, integer feature indices).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from app.serving.compiled import compile_forest
+
 
 class Predictor(Protocol):
     """Anything that maps a (rows, features) float64 array to class probabilities."""
 
     backend: str
+
+    @property
+    def batch_backend(self) -> str:
+        """What scores batches of more than a few rows (shown by /health)."""
+        ...
 
     def predict_proba(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Class probabilities, shape (rows, classes)."""
@@ -37,6 +46,7 @@ class SklearnPredictor:
     """The estimator's own ``predict_proba``: the reference path (PREDICT_BACKEND=sklearn)."""
 
     backend = "sklearn"
+    batch_backend = "sklearn"
 
     def __init__(self, estimator: Any) -> None:
         self._estimator = estimator
@@ -52,7 +62,7 @@ class FastForest:
 
     backend = "fast"
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, batch: Predictor | None = None) -> None:
         trees = [est.tree_ for est in estimator.estimators_]
         if any(t.n_outputs != 1 for t in trees):
             raise ValueError("FastForest supports single-output classifiers only")
@@ -86,14 +96,28 @@ class FastForest:
         self.n_classes = n_classes
         compiled = self._depth <= _MAX_COMPILED_DEPTH and n_nodes <= _MAX_COMPILED_NODES
         self._row = _compile_rows(trees, offsets, leaf_proba) if compiled else None
+        self._batch = batch
+
+    @property
+    def batch_backend(self) -> str:
+        """What scores batches: 'tl2cgen' (compiled) or 'numpy' (the array walk)."""
+        return self._batch.backend if self._batch is not None else "numpy"
+
+    def without_batch(self) -> FastForest:
+        """The same forest with the numpy array walk for batches (when the compiled one cannot be used)."""
+        plain = copy.copy(self)
+        plain._batch = None
+        return plain
 
     def predict_proba(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Class probabilities for every row, matching sklearn's ``predict_proba``."""
-        X32 = np.asarray(X, dtype=np.float32)
-        if self._row is not None and X32.shape[0] <= _COMPILED_MAX_ROWS:
+        rows = X.shape[0]
+        if self._row is not None and rows <= _COMPILED_MAX_ROWS:
             # tolist() of float32 gives the exact float32 values as Python floats.
-            return np.array([self._row(*row) for row in X32.tolist()], dtype=np.float64)
-        X = X32.astype(np.float64)
+            return np.array([self._row(*row) for row in np.asarray(X, dtype=np.float32).tolist()], dtype=np.float64)
+        if self._batch is not None:
+            return self._batch.predict_proba(X)
+        X = np.asarray(X, dtype=np.float32).astype(np.float64)
         n = X.shape[0]
         flat = X.ravel()
         row_base = (np.arange(n, dtype=np.intp) * X.shape[1])[:, None]
@@ -170,5 +194,5 @@ def build_predictor(estimator: Any, backend: str) -> Predictor:
     if backend == "sklearn":
         return SklearnPredictor(estimator)
     if backend == "fast":
-        return FastForest(estimator)
+        return FastForest(estimator, batch=compile_forest(estimator))
     raise ValueError(f"unknown backend {backend!r}")

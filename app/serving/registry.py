@@ -22,6 +22,7 @@ import numpy.typing as npt
 import sklearn
 
 from app.artifacts import (
+    DEFAULT_MODEL_NAME,
     MANIFEST_NAME,
     load_verified,
     parse_manifest,
@@ -30,7 +31,7 @@ from app.artifacts import (
     verify_signature,
 )
 from app.errors import IntegrityError
-from app.serving.predictor import Predictor, SklearnPredictor, build_predictor
+from app.serving.predictor import FastForest, Predictor, SklearnPredictor, build_predictor
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,12 @@ class ModelSet:
     manifest: dict[str, Any] = field(default_factory=dict)
     reference: npt.NDArray[np.float64] | None = None
     backend: str = "fast"
+
+    @property
+    def model_name(self) -> str:
+        """The name the Open Inference Protocol serves this set under."""
+        name: str = self.manifest.get("model_name", DEFAULT_MODEL_NAME)
+        return name
 
     @property
     def feature_names(self) -> list[str]:
@@ -225,20 +232,34 @@ def _without_paths(reason: str, models_dir: Path) -> str:
 
 
 def _checked_predictor(version: str, estimator: Any, backend: str) -> Predictor:
-    """The backend's predictor, after checking it agrees with sklearn; sklearn's own if it does not."""
+    """The backend's predictor, after checking it agrees with sklearn on every path it takes.
+
+    A compiled batch path that disagrees is dropped for the numpy walk; a fast predictor that still
+    disagrees is replaced by sklearn's own.
+    """
     predictor = build_predictor(estimator, backend)
-    if backend == "sklearn":
+    if backend == "sklearn" or _agrees(predictor, estimator):
         return predictor
+    if isinstance(predictor, FastForest) and predictor.batch_backend != "numpy":
+        log.error("model %s: the compiled batch path disagrees with scikit-learn; using the numpy path", version)
+        predictor = predictor.without_batch()
+        if _agrees(predictor, estimator):
+            return predictor
+    log.error("model %s: the %s backend disagrees with scikit-learn; serving it with sklearn", version, backend)
+    return SklearnPredictor(estimator)
+
+
+def _agrees(predictor: Predictor, estimator: Any) -> bool:
+    """Whether ``predictor`` gives sklearn's probabilities on probes of 1, 4 and 64 rows (every path)."""
     rng = np.random.default_rng(0)
     width = int(estimator.n_features_in_)
     probes = rng.normal(size=(64, width)) * rng.choice([0.1, 1.0, 10.0, 100.0], size=(64, 1))
     expected = estimator.predict_proba(probes)
-    for rows in (probes[:1], probes[:4], probes):  # both the compiled and the array path
+    for rows in (probes[:1], probes[:4], probes):
         got = predictor.predict_proba(rows)
         if got.shape != expected[: len(rows)].shape or not np.allclose(got, expected[: len(rows)], rtol=0, atol=1e-9):
-            log.error("model %s: the %s backend disagrees with scikit-learn; serving it with sklearn", version, backend)
-            return SklearnPredictor(estimator)
-    return predictor
+            return False
+    return True
 
 
 def _keep_previous(previous: ModelSet | None, reason: str) -> ModelSet:

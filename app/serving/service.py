@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from app.clock import iso, utc_now
-from app.errors import BadRequest, IntegrityError, ModelUnavailable
+from app.errors import BadRequest, IntegrityError, ModelUnavailable, NotFound
 from app.reports.ab import ab_report
 from app.reports.drift import window_drift
 from app.serving import metrics, model_sync
@@ -41,21 +42,58 @@ from app.store import Experiment, LabelItem, LabelOutcome, PredictionRecord, Sto
 log = logging.getLogger(__name__)
 
 _DRIFT_CACHE_SECONDS = 1.0
+_PYTHON_ARGMAX_ROWS = 16
 _ACCURACY_CACHE_SECONDS = 1.0
 _T = TypeVar("_T")
 
 
-class Prediction(NamedTuple):
-    """The outcome of one prediction request (a batch goes to one version)."""
+@dataclass(frozen=True)
+class Prediction:
+    """The outcome of one prediction request (a batch goes to one version).
+
+    The arrays are what the model produced; the list forms (for JSON) and the feedback tokens are
+    made only when a handler asks for them, so a binary V2 answer never pays for either.
+    """
 
     version: str
-    classes: list[int]
-    class_names: list[str]
-    probabilities: list[list[float]]
+    proba: npt.NDArray[np.float64]
+    names: list[str]
     prediction_ids: list[str]
-    feedback_tokens: list[str]
     timestamp: str
     latency_ms: float
+    tokens: FeedbackTokens
+
+    @cached_property
+    def class_index(self) -> npt.NDArray[np.int64]:
+        """The predicted class index of every row: the first maximum, as scikit-learn's ``predict``."""
+        if len(self.proba) <= _PYTHON_ARGMAX_ROWS:
+            return np.array(self.classes, dtype=np.int64)
+        index: npt.NDArray[np.int64] = self.proba.argmax(axis=1)
+        return index
+
+    @cached_property
+    def classes(self) -> list[int]:
+        """The predicted class index of every row."""
+        if len(self.proba) <= _PYTHON_ARGMAX_ROWS:  # for a few rows plain Python beats a numpy call
+            return [row.index(max(row)) for row in self.probabilities]
+        classes: list[int] = self.class_index.tolist()
+        return classes
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        """The predicted class name of every row."""
+        return [self.names[c] for c in self.classes]
+
+    @cached_property
+    def probabilities(self) -> list[list[float]]:
+        """Every row's class probabilities."""
+        probabilities: list[list[float]] = self.proba.tolist()
+        return probabilities
+
+    @cached_property
+    def feedback_tokens(self) -> list[str]:
+        """The token to send with each row's label to /feedback."""
+        return self.tokens.issue(self.prediction_ids)
 
 
 class FeedbackItem(NamedTuple):
@@ -158,66 +196,79 @@ class Service:
         started: float,
         state: State,
         client: str | None = None,
+        version: str | None = None,
     ) -> Prediction:
         """Route, predict, log and count one request of validated rows ``X`` (a batch goes to one version).
 
-        ``client`` is the caller's address: its rows count against LOG_CLIENT_ROWS_PER_MINUTE, and the
-        drift window takes at most DRIFT_CLIENT_SHARE of its rows from any one client.
+        ``version`` serves the request by that version instead of the router's choice (the V2
+        protocol's versioned infer): it is counted as served by that version and logged, but outside the
+        experiment period, since the router did not assign it (the A/B report and its sample-ratio check
+        count randomised assignments only). ``client`` is the caller's address: its rows count against
+        LOG_CLIENT_ROWS_PER_MINUTE, and the drift window takes at most DRIFT_CLIENT_SHARE of its rows
+        from any one client.
         """
-        try:
-            version = state.router.choose(user_id, salt=self.salt)
-        except NoRoutableModel as exc:
-            raise ModelUnavailable(str(exc)) from None
+        routed = version is None
+        version = self._serving_version(state, version, user_id)
         proba = state.models.versions[version].predictor.predict_proba(X)
-        probabilities = proba.tolist()
-        # For a few rows plain Python is faster than a numpy call (first maximum, like argmax).
-        classes: list[int] = (
-            proba.argmax(axis=1).tolist() if len(probabilities) > 16 else [r.index(max(r)) for r in probabilities]
-        )
         names = state.models.class_names
         latency = time.perf_counter() - started
         now = time.time()
-        ids = new_prediction_ids(len(classes), now)
-        self._log(state, version, X, classes, probabilities, ids, now, latency * 1000.0, user_id, client)
+        ids = new_prediction_ids(len(proba), now)
+        answer = Prediction(version, proba, names, ids, iso(now), round(latency * 1000.0, 3), self.tokens)
+        self._log(state, answer, X, now, latency * 1000.0, user_id, client, routed=routed)
         metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
         metrics.PREDICTION_LATENCY.labels(version).observe(latency)
-        for c in set(classes):
-            metrics.PREDICTIONS.labels(version, names[c]).inc(classes.count(c) if len(classes) > 1 else 1)
-        return Prediction(
-            version=version,
-            classes=classes,
-            class_names=[names[c] for c in classes],
-            probabilities=probabilities,
-            prediction_ids=ids,
-            feedback_tokens=self.tokens.issue(ids),
-            timestamp=iso(now),
-            latency_ms=round(latency * 1000.0, 3),
-        )
+        if len(ids) == 1:
+            metrics.PREDICTIONS.labels(version, names[answer.classes[0]]).inc()
+        else:
+            for c, count in enumerate(np.bincount(answer.class_index, minlength=len(names)).tolist()):
+                if count:
+                    metrics.PREDICTIONS.labels(version, names[c]).inc(count)
+        return answer
+
+    def _serving_version(self, state: State, version: str | None, user_id: str | None) -> str:
+        """The version asked for (404 if the manifest has no such version, 503 if it is not loaded), or the
+        router's choice."""
+        if version is None:
+            try:
+                return state.router.choose(user_id, salt=self.salt)
+            except NoRoutableModel as exc:
+                raise ModelUnavailable(str(exc)) from None
+        if version not in state.models.versions:
+            if version in state.models.manifest.get("versions", {}):
+                raise ModelUnavailable(f"version {version!r} is not loaded; see GET /health")
+            known = ", ".join(sorted(state.models.manifest.get("versions", {}))) or "none"
+            raise NotFound(f"no model version {version[:64]!r}; versions: {known}")
+        return version
 
     def _log(
         self,
         state: State,
-        version: str,
+        answer: Prediction,
         X: npt.NDArray[np.float64],
-        classes: list[int],
-        probabilities: list[list[float]],
-        ids: list[str],
         now: float,
         latency_ms: float,
         user_id: str | None,
         client: str | None,
+        *,
+        routed: bool,
     ) -> None:
-        """Buffer the request's rows for the prediction log, within the client's quota."""
+        """Buffer the request's rows for the prediction log, within the client's quota; rows the router did
+        not assign belong to no experiment period."""
+        ids = answer.prediction_ids
         client_hash = hash_user(self.salt, f"address\x00{client}") if client is not None else None
         if not self._quota.allow(client_hash, len(ids), now):
             metrics.LOG_ERRORS.labels("client_quota").inc(len(ids))
             return
+        if not self.prediction_log.admits(len(ids)):
+            return
         user_hash = hash_user(self.salt, user_id) if user_id is not None else None
-        experiment_id = state.experiment.id or None
-        self.prediction_log.record(
+        experiment_id = (state.experiment.id or None) if routed else None
+        version = answer.version
+        self.prediction_log.extend(
             [
                 PredictionRecord(pid, now, experiment_id, version, row, c, p, latency_ms, user_hash, client_hash)
-                for pid, row, c, p in zip(ids, X.tolist(), classes, probabilities, strict=True)
+                for pid, row, c, p in zip(ids, X.tolist(), answer.classes, answer.probabilities, strict=True)
             ]
         )
 
@@ -236,6 +287,7 @@ class Service:
                     "sha256": lv.sha256,
                     "accuracy": lv.meta.get("accuracy"),
                     "n_estimators": lv.meta.get("params", {}).get("n_estimators"),
+                    "batch_backend": lv.predictor.batch_backend,
                 }
                 for v, lv in models.versions.items()
             },

@@ -24,7 +24,15 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from app.artifacts import MANIFEST_NAME, STATS_NAME, sha256_file, swap_into_place, write_signature
+from app.artifacts import (
+    DEFAULT_MODEL_NAME,
+    MANIFEST_NAME,
+    MODEL_NAME,
+    STATS_NAME,
+    sha256_file,
+    swap_into_place,
+    write_signature,
+)
 from app.training.datasets import DataError, Dataset, fingerprint
 
 SPLIT_SEED = 42
@@ -66,11 +74,15 @@ def train(
     models_dir: Path,
     log: Callable[[str], object] = print,
     signing_key: bytes | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
 ) -> dict[str, Any]:
     """Train every version on ``data`` and swap a new model set into ``models_dir``; returns the manifest.
 
-    With ``signing_key`` (MODEL_SIGNING_KEY) the manifest is signed (manifest.json.sig).
+    With ``signing_key`` (MODEL_SIGNING_KEY) the manifest is signed (manifest.json.sig). ``model_name``
+    is the name the Open Inference Protocol serves the set under (``/v2/models/<name>``).
     """
+    if not MODEL_NAME.fullmatch(model_name):
+        raise DataError(f"model name {model_name[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'")
     split = _split(data)
     created_at = datetime.now(UTC).isoformat()
     data_id = fingerprint(data)
@@ -83,7 +95,7 @@ def train(
             model_file = _train_version(version, params, data, split, staging, log)
             versions[version] = {**model_file, "data_fingerprint": data_id, "created_at": created_at}
         joblib.dump(_training_stats(data, split), staging / STATS_NAME)
-        manifest = _manifest(data, split, created_at, data_id, versions, staging)
+        manifest = {"model_name": model_name, **_manifest(data, split, created_at, data_id, versions, staging)}
         manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
         (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
         if signing_key is not None:

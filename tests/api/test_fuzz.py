@@ -85,6 +85,61 @@ def test_predict_never_fails_on_any_bytes(fuzz_client, raw):
     assert_json_below_500(fuzz_client.post("/predict", data=raw, content_type="application/json"))
 
 
+DATATYPES = st.sampled_from(["FP32", "FP64", "INT32", "INT64", "BOOL", "BYTES", ""])
+V2_TENSORS = st.fixed_dictionaries(
+    {
+        "name": st.one_of(st.sampled_from(["features", *FEATURE_NAMES]), JSON_SCALARS),
+        "shape": st.one_of(st.lists(st.integers(min_value=-2, max_value=6), max_size=3), JSON_VALUES),
+        "datatype": st.one_of(DATATYPES, JSON_SCALARS),
+    },
+    optional={
+        "data": st.one_of(
+            st.lists(JSON_SCALARS, max_size=12), st.lists(st.lists(JSON_SCALARS, max_size=5), max_size=4)
+        ),
+        "parameters": st.one_of(st.fixed_dictionaries({"binary_data_size": JSON_SCALARS}), JSON_VALUES),
+    },
+)
+V2_BODIES = st.one_of(
+    JSON_VALUES,
+    st.fixed_dictionaries(
+        {"inputs": st.lists(V2_TENSORS, max_size=5)},
+        optional={
+            "outputs": st.one_of(st.lists(st.fixed_dictionaries({"name": JSON_SCALARS}), max_size=3), JSON_VALUES),
+            "parameters": st.one_of(st.fixed_dictionaries({"user_id": JSON_SCALARS}), JSON_VALUES),
+            "id": JSON_SCALARS,
+        },
+    ),
+)
+
+
+@given(body=V2_BODIES, version=st.sampled_from(["", "/versions/v1", "/versions/v9"]))
+@hsettings(**COMMON)
+def test_v2_infer_never_fails_on_any_json(fuzz_client, body, version):
+    r = fuzz_client.post(f"/v2/models/iris{version}/infer", data=json.dumps(body), content_type="application/json")
+    assert_json_below_500(r)
+    if r.status_code == 200:
+        assert r.get_json()["model_version"] in ("v1", "v2")
+
+
+@given(
+    head=V2_BODIES,
+    tail=st.binary(max_size=80),
+    length=st.one_of(st.none(), st.integers(-5, 400), st.text(alphabet="0123456789-x ", max_size=6)),
+)
+@hsettings(**COMMON)
+def test_v2_infer_never_fails_on_any_binary_body(fuzz_client, head, tail, length):
+    header = json.dumps(head).encode()
+    given_length = str(len(header)) if length is None else str(length)
+    r = fuzz_client.post(
+        "/v2/models/iris/infer",
+        data=header + tail,
+        headers={"Inference-Header-Content-Length": given_length, "Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code < 500
+    if r.status_code != 200:
+        assert r.is_json and r.headers["Content-Type"] == "application/json"
+
+
 # HTTP header values cannot carry control characters; the client library refuses to send them.
 @given(body=JSON_VALUES, user=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=300))
 @hsettings(**COMMON)

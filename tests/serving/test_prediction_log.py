@@ -107,6 +107,17 @@ def test_full_queue_drops_and_counts(store):
     assert store.count_predictions() == 2 and store.find_prediction("id-1") is not None
 
 
+def test_a_batch_that_does_not_fit_is_counted_before_its_records_are_built(store):
+    seen = []
+    log = PredictionLog(store, flush_seconds=60, max_queue=5, on_lost=lambda reason, n: seen.append((reason, n)))
+    assert log.admits(3)
+    log.extend([record(i) for i in range(3)])
+    assert not log.admits(3) and seen == [("queue_full", 3)]  # all or nothing: a batch is never split
+    assert log.admits(2)
+    log.close()
+    assert store.count_predictions() == 3
+
+
 def test_records_after_close_are_counted_lost(store):
     seen = []
     log = started(PredictionLog(store, on_lost=lambda reason, n: seen.append((reason, n))))
