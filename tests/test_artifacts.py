@@ -144,3 +144,11 @@ def test_training_stats_are_refused_with_the_key_before_unpickling(models_dir, m
 
 def test_names_with_a_nul_byte_are_not_plain():
     assert not is_plain_name("model\x00.pkl") and is_plain_name("model_v1.pkl")
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "x" * 65, 7, None])
+def test_a_model_name_must_be_a_path_segment(models_dir, name):
+    manifest = json.loads((models_dir / "manifest.json").read_text())
+    check_manifest({**manifest, "model_name": "iris-2.v_1"})
+    with pytest.raises(ValueError, match="model_name must be 1-64 letters"):
+        check_manifest({**manifest, "model_name": name})

@@ -63,7 +63,9 @@ def accepts(*media_types: str | None) -> Callable[[_View], _View]:
 def register_request_checks(app: Flask, settings: Settings) -> None:
     """Before any blueprint's hook or view: the Host must be an ALLOWED_HOSTS one (when set), and a body
     sent with POST/PUT must be ``application/json`` (a browser's cross-site form post cannot be) or a
-    type the view accepts (``accepts``): the V2 protocol's binary tensors, and clients that send none."""
+    type the view accepts (``accepts``): the V2 protocol's binary tensors, and clients that send none
+    (tritonclient), as long as they are not a browser (a cross-site ``fetch`` of an untyped Blob needs no
+    preflight, but carries an ``Origin`` header)."""
     allowed = frozenset(settings.allowed_hosts or ())
 
     def check_request() -> None:
@@ -73,8 +75,10 @@ def register_request_checks(app: Flask, settings: Settings) -> None:
         if request.method not in BODY_METHODS or rule is None or not _has_body() or request.mimetype == JSON:
             return
         extra: frozenset[str | None] = getattr(app.view_functions.get(rule.endpoint), "accepts", frozenset())
-        if (request.mimetype or None) in extra:
-            return
+        if request.mimetype and request.mimetype in extra:
+            return  # not a type a cross-site page can send without a preflight
+        if not request.mimetype and None in extra and "Origin" not in request.headers:
+            return  # an untyped body from a client that is not a browser: browsers send Origin on every POST
         wanted = " or ".join([JSON, *sorted(t for t in extra if t)])
         raise UnsupportedMediaType(
             f"{request.method} {rule.rule} takes a JSON body: send Content-Type: {wanted} "

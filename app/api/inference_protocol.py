@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.api.validation import FLOAT32_MAX, parse_json, parse_user_id, quote_some, require_object
+from app.api.validation import parse_json, parse_user_id, quote_some, require_object
 from app.errors import BadRequest
+from app.features import first_bad_value
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ("binary_tensor_data",)
@@ -40,6 +42,7 @@ OUTPUTS = ("predict", "predict_proba", "prediction_id", "feedback_token")
 """Every output, in answer order: class index, class probabilities, the id and token /feedback takes."""
 MAX_ID_LENGTH = 256
 
+_BYTE_COUNT = re.compile(r"[0-9]{1,12}")
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
@@ -81,7 +84,7 @@ def parse_infer(
     if unknown:
         raise BadRequest(f"unknown field(s): {quote_some(sorted(unknown))}; expected id, parameters, inputs, outputs")
     request_id = payload.get("id")
-    if request_id is not None and (not isinstance(request_id, str) or len(request_id) > MAX_ID_LENGTH):
+    if request_id is not None and not _is_text(request_id):
         raise BadRequest(f"'id' must be a string of at most {MAX_ID_LENGTH} characters")
     parameters = _parameters(payload.get("parameters"), "parameters")
     if "user_id" in parameters:
@@ -111,7 +114,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """The JSON header and the binary part after it."""
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or len(header_length) > 12:
+    if not _BYTE_COUNT.fullmatch(header_length):
         raise BadRequest(f"{HEADER_LENGTH} must be a byte count")
     n = int(header_length)
     if not 0 < n <= len(body):
@@ -135,8 +138,8 @@ def _parse_input(item: Any, where: str, binary: bytes, offset: int, limit: int) 
     if unknown:
         raise BadRequest(f"{where}: unknown field(s) {quote_some(sorted(unknown))}")
     name = item.get("name")
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_ID_LENGTH:
-        raise BadRequest(f"{where}: 'name' must be a non-empty string")
+    if not _is_text(name) or not name:
+        raise BadRequest(f"{where}: 'name' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
     where = f"input {quote_some([name])}"
     shape = item.get("shape")
     if (
@@ -145,10 +148,11 @@ def _parse_input(item: Any, where: str, binary: bytes, offset: int, limit: int) 
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise BadRequest(f"{where}: 'shape' must be [N] or [N, n_features] with non-negative sizes")
+    if max(shape) > limit:  # checked alone too: a zero dimension must not hide an absurd other one
+        raise BadRequest(f"{where}: a dimension of its shape is above the limit of {limit} values")
     count = math.prod(shape)
     if count > limit:
-        shown = f"{count}" if count < 10**15 else "too many"
-        raise BadRequest(f"{where} has {shown} values; the limit is {limit}")
+        raise BadRequest(f"{where} has {count} values; the limit is {limit}")
     datatype = item.get("datatype")
     if datatype not in DATATYPES:
         shown = quote_some([datatype]) if isinstance(datatype, str) else "missing"
@@ -159,7 +163,7 @@ def _parse_input(item: Any, where: str, binary: bytes, offset: int, limit: int) 
     if size is None:
         if "data" not in item:
             raise BadRequest(f"{where}: 'data' is missing (or set parameters.binary_data_size)")
-        array = _json_data(item["data"], dtype, count, where)
+        array = _json_data(item["data"], dtype, shape, where)
     else:
         if "data" in item:
             raise BadRequest(f"{where}: send either 'data' or parameters.binary_data_size, not both")
@@ -169,17 +173,21 @@ def _parse_input(item: Any, where: str, binary: bytes, offset: int, limit: int) 
             raise BadRequest(f"{where}: binary_data_size {size} runs past the end of the body")
         array = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
         offset += size
-    return name, _checked(array, where).reshape(shape), offset
+    return name, _checked(array.reshape(shape), where), offset
 
 
-def _json_data(data: Any, dtype: np.dtype[Any], count: int, where: str) -> npt.NDArray[Any]:
-    """Flat or nested JSON numbers of one tensor, type-checked in one pass."""
+def _json_data(data: Any, dtype: np.dtype[Any], shape: list[int], where: str) -> npt.NDArray[Any]:
+    """JSON numbers of one tensor, flat or nested as its shape, type-checked in one pass."""
     if not isinstance(data, list):
         raise BadRequest(f"{where}: 'data' must be a list of numbers")
     try:
-        values = np.asarray(data, dtype=object).reshape(-1)
+        nested = np.asarray(data, dtype=object)
     except ValueError:
         raise BadRequest(f"{where}: 'data' is ragged") from None
+    if nested.ndim > 1 and list(nested.shape) != shape:
+        raise BadRequest(f"{where}: 'data' is nested as {list(nested.shape)}; the shape is {shape}")
+    values = nested.reshape(-1)
+    count = math.prod(shape)
     if values.size != count:
         raise BadRequest(f"{where}: 'data' has {values.size} values; the shape needs {count}")
     allowed = _JSON_TYPES["float" if dtype.kind == "f" else "int"]
@@ -188,19 +196,34 @@ def _json_data(data: Any, dtype: np.dtype[Any], count: int, where: str) -> npt.N
         wrong = sorted(t.__name__ for t in found - allowed)
         raise BadRequest(f"{where}: 'data' holds {', '.join(wrong)} values; {dtype.name} needs numbers")
     try:
-        return np.asarray(values, dtype=np.float64 if dtype.kind == "f" else np.int64)
+        array = np.asarray(values, dtype=np.float64 if dtype.kind == "f" else np.int64)
     except OverflowError:
         raise BadRequest(f"{where}: a value is too large") from None
+    if dtype.kind == "i" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise BadRequest(f"{where}: a value is outside the range of {dtype.name}")
+    return array
 
 
 def _checked(array: npt.NDArray[Any], where: str) -> npt.NDArray[np.float64]:
-    """As float64, every value finite and within float32's range (the trees compare float32)."""
+    """As float64, every value a finite number within float32's range (the one rule of ``app.features``)."""
     X = array.astype(np.float64)
-    if array.dtype.kind == "f" and not np.isfinite(X).all():
-        raise BadRequest(f"{where}: values must be finite (no NaN or infinity)")
-    if X.size and np.abs(X).max() > FLOAT32_MAX:
-        raise BadRequest(f"{where}: a value is too large (limit ±{FLOAT32_MAX:.3g})")
+    bad = first_bad_value(X)
+    if bad is not None:
+        raise BadRequest(f"{where}: the value at {list(bad[0])} {bad[1]}")
     return X
+
+
+def _is_text(value: Any) -> bool:
+    """A string of at most MAX_ID_LENGTH characters that is valid Unicode (no lone surrogate)."""
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _rows(

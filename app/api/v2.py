@@ -44,7 +44,7 @@ def _count(response: Response) -> Response:
 @bp.get("/")
 def server_metadata() -> Response:
     """The server's name, version and protocol extensions."""
-    return json_response({"name": SERVER_NAME, "version": metadata.version(SERVER_NAME), "extensions": EXTENSIONS})
+    return json_response({"name": SERVER_NAME, "version": _server_version(), "extensions": EXTENSIONS})
 
 
 @bp.get("/health/live")
@@ -128,12 +128,19 @@ def _infer(name: str, version: str | None) -> Response:
     return Response(body, mimetype=BINARY, headers=headers)
 
 
+def _server_version() -> str:
+    """The installed package's version; "unknown" where the code runs uninstalled (the Docker image)."""
+    try:
+        return metadata.version(SERVER_NAME)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _models(name: str, version: str | None, models: ModelSet | None = None) -> ModelSet:
     """The served set if ``name`` (and ``version``) are in its manifest; 404 naming what exists otherwise."""
     models = models or current_service().state.models
     if name != models.model_name:
         raise NotFound(f"no model {name[:64]!r}; models: {models.model_name}")
-    known = models.manifest.get("versions", {})
-    if version is not None and version not in known:
-        raise NotFound(f"model {name!r} has no version {version[:64]!r}; versions: {', '.join(sorted(known))}")
+    if version is not None:
+        models.known(version)
     return models

@@ -15,9 +15,8 @@ import numpy.typing as npt
 
 from app.clock import parse_since
 from app.errors import BadRequest
+from app.features import FLOAT32_MAX
 
-# sklearn's trees compare float32 inputs: anything beyond float32's range would become infinity.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_USER_ID_LENGTH = 256
 MAX_WEIGHT = 1_000_000
 MAX_PREDICTION_ID_LENGTH = 64

@@ -52,6 +52,7 @@ import pyarrow.csv as pa_csv  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
+from app.features import first_bad_value
 from app.serving.registry import LoadedVersion, ModelSet, load_model_set
 from app.settings import Settings, SettingsError
 
@@ -477,15 +478,13 @@ def rechunk(blocks: Iterator[tuple[Matrix, int]], chunk_rows: int) -> Generator[
 
 
 def check_finite(X: Matrix, offset: int, features: list[str], source: Path) -> None:
-    """Refuse the first value that is not a finite number, naming its data row (1-based) and column."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, column = (int(i) for i in np.argwhere(bad)[0])
-        value = X[row, column]
-        what = "an empty cell or NaN" if np.isnan(value) else f"{value} (not finite)"
+    """Refuse the first value that breaks the feature rule (``app.features``), naming its data row and column."""
+    bad = first_bad_value(X)
+    if bad is not None:
+        (row, column), reason = bad
         raise ScoreError(
-            f"INPUT {source}: row {offset + row + 1}, column {features[column]!r}: {what}; "
-            "every feature must be a finite number"
+            f"INPUT {source}: row {offset + row + 1}, column {features[column]!r}: the value {reason}; "
+            "every feature must be a finite number within float32's range"
         )
 
 

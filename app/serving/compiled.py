@@ -2,29 +2,27 @@
 it out as C, the system's C compiler builds a shared library, and this process loads it.
 
 The pickle stays the source of truth: the library is built at load time from the verified
-estimator, into a private temporary directory that is removed once the library is loaded, so no
-compiled file outlives the process or can be swapped underneath it. A forest is compiled once per
-process (keyed by the digest of its treelite form), however many apps a process builds.
+estimator, in a child process (``python -m app.serving.compiled DIR``) working in a private temporary
+directory that is removed once the library is loaded, so no compiled file outlives the load and the
+server's own streams are never touched (tl2cgen and its treelite print to stdout and stderr; the
+child's output becomes one debug line). The compile has a time limit. A forest is compiled once per
+process (keyed by the digest of its treelite form, the last few kept), however many apps it builds.
 
-Without a C compiler, or if treelite cannot read the estimator, ``compile_forest`` returns None and
-the caller keeps its pure-numpy path; the registry's self-check against scikit-learn still runs on
-whatever path is chosen.
+Without a C compiler, or if treelite cannot read the estimator, the compile fails or takes too long,
+``compile_forest`` returns None and the caller keeps its pure-numpy path; the registry's self-check
+against scikit-learn still runs on whatever path is chosen.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import logging
-import os
-import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
-import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +31,12 @@ import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[str, CompiledForest] = {}
+TOOLCHAIN = "gcc"
+COMPILE_TIMEOUT_SECONDS = 60.0
+_CACHE_SIZE = 8
+_CACHE: OrderedDict[str, CompiledForest] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``python -m app...`` finds the package
 
 
 class CompiledForest:
@@ -63,77 +65,78 @@ class CompiledForest:
 def compile_forest(estimator: Any) -> CompiledForest | None:
     """The estimator compiled for batch scoring, or None when this machine cannot compile it."""
     try:
-        import tl2cgen
         import treelite.sklearn
-    except ImportError as exc:  # pragma: no cover - both are runtime requirements
+    except ImportError as exc:  # pragma: no cover - a runtime requirement
         log.warning("forest compiler unavailable (%s); batches use the numpy path", exc)
         return None
-    if shutil.which("gcc") is None:
-        log.warning("no C compiler (gcc) on PATH; batches use the numpy path")
+    if shutil.which(TOOLCHAIN) is None:
+        log.warning("no C compiler (%s) on PATH; batches use the numpy path", TOOLCHAIN)
         return None
     try:
-        model = treelite.sklearn.import_model(estimator)
+        checkpoint = treelite.sklearn.import_model(estimator).serialize_bytes()
     except Exception as exc:  # noqa: BLE001 - an estimator treelite cannot read is served without it
         log.warning("treelite cannot read this estimator (%s); batches use the numpy path", exc)
         return None
-    digest = hashlib.sha256(model.serialize_bytes()).hexdigest()
+    digest = hashlib.sha256(checkpoint).hexdigest()
     with _CACHE_LOCK:
-        if digest not in _CACHE:
-            built = _build(tl2cgen, model, int(estimator.n_classes_))
-            if built is None:
-                return None
+        if digest in _CACHE:
+            _CACHE.move_to_end(digest)
+            return _CACHE[digest]
+        built = _build(checkpoint, int(estimator.n_classes_))
+        if built is not None:
             _CACHE[digest] = built
-        return _CACHE[digest]
+            while len(_CACHE) > _CACHE_SIZE:  # a forest still served keeps its library through its predictor
+                _CACHE.popitem(last=False)
+        return built
 
 
-def _build(tl2cgen: Any, model: Any, n_classes: int) -> CompiledForest | None:
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-forest-"))  # mode 0700: this user's only
+def _build(checkpoint: bytes, n_classes: int) -> CompiledForest | None:
+    """Compile in a child process, then load the library here."""
     try:
-        with _native_notes() as notes:
-            library = workdir / "forest.so"
-            tl2cgen.export_lib(model, toolchain="gcc", libpath=library, params={"parallel_comp": 8}, nthread=1)
-            predictor = tl2cgen.Predictor(library, nthread=1)
-    except Exception as exc:  # noqa: BLE001 - a failed compile leaves the numpy path serving
-        log.warning("compiling the forest failed (%s); batches use the numpy path", str(exc).splitlines()[0][:200])
+        workdir = Path(tempfile.mkdtemp(prefix="mlops-forest-"))  # mode 0700: this user's only
+    except OSError as exc:
+        log.warning("no room to compile the forest (%s); batches use the numpy path", exc)
+        return None
+    try:
+        (workdir / "model.bin").write_bytes(checkpoint)
+        done = subprocess.run(
+            [sys.executable, "-m", "app.serving.compiled", str(workdir), TOOLCHAIN],
+            cwd=_PACKAGE_ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=COMPILE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        notes = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
+        if done.returncode != 0:
+            log.warning("compiling the forest failed (%s); batches use the numpy path", notes[-300:] or done.returncode)
+            return None
+        log.debug("tl2cgen: %s", notes)
+        import tl2cgen
+
+        return CompiledForest(tl2cgen.Predictor(workdir / "forest.so", nthread=1), n_classes)
+    except subprocess.TimeoutExpired:
+        log.warning("compiling the forest took over %.0f s; batches use the numpy path", COMPILE_TIMEOUT_SECONDS)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a library that will not load leaves the numpy path serving
+        log.warning("loading the compiled forest failed (%s); batches use the numpy path", str(exc)[:200])
         return None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the loaded library stays mapped
-    if notes:
-        log.debug("tl2cgen: %s", " | ".join(notes))
-    return CompiledForest(predictor, n_classes)
 
 
-_NATIVE_NOTE = re.compile(r"^\[\d\d:\d\d:\d\d\] |Treelite version|Parallel compilation|Generated shared library")
+def _compile_main(argv: list[str]) -> int:
+    """The child: DIR/model.bin (a treelite checkpoint) → DIR/forest.so."""
+    import tl2cgen
+    import treelite
+
+    workdir, toolchain = Path(argv[0]), argv[1]
+    model = treelite.Model.deserialize_bytes((workdir / "model.bin").read_bytes())
+    tl2cgen.export_lib(model, toolchain=toolchain, libpath=workdir / "forest.so", params={"parallel_comp": 8})
+    return 0
 
 
-@contextlib.contextmanager
-def _native_notes() -> Iterator[list[str]]:
-    """Collect what tl2cgen and the treelite inside it print while compiling and loading.
-
-    tl2cgen prints its log lines to Python's stdout, raises notes as warnings, and its embedded
-    treelite writes to file descriptor 2 (e.g. that it is older than the treelite that read the
-    estimator). Those become one debug line; anything else written to stderr meanwhile (another
-    thread's log line) is written back to stderr afterwards.
-    """
-    notes: list[str] = []
-    out = io.StringIO()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                yield notes
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            others: list[str] = []
-            for line in captured.read().decode(errors="replace").splitlines():
-                (notes if _NATIVE_NOTE.search(line) else others).append(line)
-            if others:
-                sys.stderr.write("\n".join(others) + "\n")
-            notes.extend(line for line in out.getvalue().splitlines() if line.strip())
-            notes.extend(str(w.message) for w in caught)
+if __name__ == "__main__":
+    sys.exit(_compile_main(sys.argv[1:]))

@@ -30,7 +30,7 @@ from app.artifacts import (
     sha256_file,
     verify_signature,
 )
-from app.errors import IntegrityError
+from app.errors import IntegrityError, ModelUnavailable, NotFound
 from app.serving.predictor import FastForest, Predictor, SklearnPredictor, build_predictor
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,20 @@ class ModelSet:
     manifest: dict[str, Any] = field(default_factory=dict)
     reference: npt.NDArray[np.float64] | None = None
     backend: str = "fast"
+
+    def known(self, version: str) -> None:
+        """NotFound (404) unless the manifest lists ``version``."""
+        listed = self.manifest.get("versions", {})
+        if version not in listed:
+            known = ", ".join(sorted(listed)) or "none"
+            raise NotFound(f"model {self.model_name!r} has no version {version[:64]!r}; versions: {known}")
+
+    def loaded(self, version: str) -> LoadedVersion:
+        """The loaded ``version``: NotFound if the manifest has none, ModelUnavailable (503) if it did not load."""
+        self.known(version)
+        if version not in self.versions:
+            raise ModelUnavailable(f"version {version!r} is not loaded; see GET /health")
+        return self.versions[version]
 
     @property
     def model_name(self) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.clock import iso, utc_now
-from app.errors import BadRequest, IntegrityError, ModelUnavailable, NotFound
+from app.errors import BadRequest, IntegrityError, ModelUnavailable
 from app.reports.ab import ab_report
 from app.reports.drift import window_drift
 from app.serving import metrics, model_sync
@@ -51,8 +51,9 @@ _T = TypeVar("_T")
 class Prediction:
     """The outcome of one prediction request (a batch goes to one version).
 
-    The arrays are what the model produced; the list forms (for JSON) and the feedback tokens are
-    made only when a handler asks for them, so a binary V2 answer never pays for either.
+    The arrays are what the model produced; the list forms (for JSON and the prediction log) and the
+    feedback tokens are made the first time something asks for them: a V2 answer that does not ask for
+    feedback tokens never pays for them.
     """
 
     version: str
@@ -227,19 +228,13 @@ class Service:
         return answer
 
     def _serving_version(self, state: State, version: str | None, user_id: str | None) -> str:
-        """The version asked for (404 if the manifest has no such version, 503 if it is not loaded), or the
-        router's choice."""
-        if version is None:
-            try:
-                return state.router.choose(user_id, salt=self.salt)
-            except NoRoutableModel as exc:
-                raise ModelUnavailable(str(exc)) from None
-        if version not in state.models.versions:
-            if version in state.models.manifest.get("versions", {}):
-                raise ModelUnavailable(f"version {version!r} is not loaded; see GET /health")
-            known = ", ".join(sorted(state.models.manifest.get("versions", {}))) or "none"
-            raise NotFound(f"no model version {version[:64]!r}; versions: {known}")
-        return version
+        """The version asked for (it must be loaded), or the router's choice."""
+        if version is not None:
+            return state.models.loaded(version).version
+        try:
+            return state.router.choose(user_id, salt=self.salt)
+        except NoRoutableModel as exc:
+            raise ModelUnavailable(str(exc)) from None
 
     def _log(
         self,

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from app.features import first_bad_value
+
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -67,11 +69,10 @@ def load_csv_dataset(path: Path, target: str) -> Dataset:
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
             raise DataError(f"{path}: feature column {name!r} is not numeric")
-        values = column.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise DataError(f"{path}: feature column {name!r} has missing or infinite values")
-        if np.abs(values).max() > np.finfo(np.float32).max:
-            raise DataError(f"{path}: feature column {name!r} has values beyond float32 range")
+        bad = first_bad_value(column.to_numpy(dtype=np.float64))
+        if bad is not None:
+            (row,), reason = bad
+            raise DataError(f"{path}: feature column {name!r}: row {row + 1} {reason}")
     labels = frame[target]
     if labels.isna().any():
         raise DataError(f"{path}: target column {target!r} has missing values")

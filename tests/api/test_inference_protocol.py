@@ -50,29 +50,46 @@ def test_the_user_comes_from_parameters_before_the_header():
 
 def test_a_huge_shape_is_refused_before_anything_is_allocated():
     tensor = {"name": "x", "shape": [10**12, 3], "datatype": "FP64", "parameters": {"binary_data_size": 24}}
-    with pytest.raises(BadRequest, match="has 3000000000000 values; the limit is 30"):
+    with pytest.raises(BadRequest, match="a dimension of its shape is above the limit of 30"):
         parse_infer(body(inputs=[tensor]), None, FEATURES, 10)
     tensor = {"name": "x", "shape": [11, 3], "datatype": "FP64", "data": [0] * 33}
     with pytest.raises(BadRequest, match="has 33 values; the limit is 30"):
         parse_infer(body(inputs=[tensor]), None, FEATURES, 10)
 
 
-@pytest.mark.parametrize("flag", ["yes", 1, None])
+@pytest.mark.parametrize("flag", ["yes", 1, []])
 def test_binary_flags_must_be_booleans(flag):
     tensor = {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}
-    if flag is None:
-        # null is "not given", as some clients send every optional field
-        assert parse_infer(body(inputs=[tensor], parameters=None, outputs=None, id=None), None, FEATURES, 10)
-        return
     with pytest.raises(BadRequest, match="binary_data_output must be true or false"):
         parse_infer(body(inputs=[tensor], parameters={"binary_data_output": flag}), None, FEATURES, 10)
+    with pytest.raises(BadRequest, match=r"outputs\[0\].parameters.binary_data must be true or false"):
+        parse_infer(
+            body(inputs=[tensor], outputs=[{"name": "predict", "parameters": {"binary_data": flag}}]),
+            None,
+            FEATURES,
+            10,
+        )
+
+
+def test_null_optional_fields_mean_not_given():
+    """Some clients send every optional field, unset ones as null."""
+    tensor = {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3], "parameters": None}
+    req = parse_infer(body(inputs=[tensor], parameters=None, outputs=None, id=None), None, FEATURES, 10)
+    assert req.request_id is None and req.user_id is None and req.outputs == tuple((n, False) for n in OUTPUTS)
 
 
 def test_binary_inputs_are_read_in_order_after_the_header():
-    first = np.array([[1, 2, 3]], dtype="<f4")
-    header = body(inputs=[{"name": "x", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}])
-    req = parse_infer(header + first.tobytes(), str(len(header)), FEATURES, 10)
-    np.testing.assert_array_equal(req.X, first)
+    """Three per-feature tensors of three datatypes, back to back after the JSON: each at its own offset."""
+    columns = {"a": np.array([1, 10], "<f4"), "b": np.array([2, 20], "<i4"), "c": np.array([3, 30], "<f8")}
+    kinds = {"a": "FP32", "b": "INT32", "c": "FP64"}
+    inputs = [
+        {"name": n, "shape": [2], "datatype": kinds[n], "parameters": {"binary_data_size": a.nbytes}}
+        for n, a in columns.items()
+    ]
+    header = body(inputs=inputs)
+    raw = b"".join(a.tobytes() for a in columns.values())
+    req = parse_infer(header + raw, str(len(header)), FEATURES, 10)
+    np.testing.assert_array_equal(req.X, [[1, 2, 3], [10, 20, 30]])
 
 
 def test_encode_json_and_binary_tensors():

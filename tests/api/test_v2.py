@@ -181,11 +181,15 @@ def test_binary_and_json_outputs_can_be_mixed_per_output(client):
     assert np.frombuffer(r.get_data()[n:], "<i8").tolist() == [0, 2, 1]
 
 
-def test_a_client_that_sends_no_content_type_is_served(client):
+def test_a_client_that_sends_no_content_type_is_served_unless_it_is_a_browser(client):
     r = client.post(INFER, data=json.dumps({"inputs": [tensor(ROWS)]}))
     assert r.status_code == 200
     r = client.post(INFER, data=json.dumps({"inputs": [tensor(ROWS)]}), content_type="text/plain")
     assert r.status_code == 415 and r.headers["Content-Type"] == "application/json"
+    # A browser's cross-site fetch of an untyped Blob needs no preflight, but it says where it comes from.
+    served_before = served()
+    r = client.post(INFER, data=json.dumps({"inputs": [tensor(ROWS)]}), headers={"Origin": "https://evil.example"})
+    assert r.status_code == 415 and served() == served_before
 
 
 def test_routing_is_sticky_like_predict_and_a_version_is_counted_as_served(client):
@@ -240,7 +244,13 @@ def _hostile() -> list[tuple[Any, dict[str, str], str]]:
     return [
         ({"inputs": []}, {}, "non-empty list"),
         ({"inputs": [good], "extra": 1}, {}, "unknown field"),
-        ({"inputs": [{**good, "shape": [1, 3]}]}, {}, "the shape needs 3"),
+        ({"inputs": [{**good, "shape": [1, 3]}]}, {}, "'data' is nested as [1, 4]; the shape is [1, 3]"),
+        ({"inputs": [{**good, "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}, {}, "expected [N, 4]"),
+        ({"inputs": [{**good, "data": [[1, 2], [3, 4]]}]}, {}, "nested as [2, 2]; the shape is [1, 4]"),
+        ({"inputs": [{**good, "shape": [1, 3], "data": [1, 2, 3, 4]}]}, {}, "the shape needs 3"),
+        ({"inputs": [{**good, "shape": [0, 10**30], "data": []}]}, {}, "a dimension of its shape is above the limit"),
+        ({"inputs": [{**good, "datatype": "INT32", "data": [[1, 2, 3, 2**40]]}]}, {}, "outside the range of int32"),
+        ({"inputs": [good], "id": "\ud800"}, {}, "'id' must be a string"),
         ({"inputs": [{**good, "shape": [1, 3], "data": [1, 2, 3]}]}, {}, "expected [N, 4]"),
         ({"inputs": [{**good, "datatype": "BOOL"}]}, {}, "not supported"),
         ({"inputs": [{**good, "data": [[1, 2, 3, "4"]]}]}, {}, "str values"),
@@ -251,13 +261,14 @@ def _hostile() -> list[tuple[Any, dict[str, str], str]]:
         ({"inputs": [{**good, "data": [[1, 2, 3, 1e39]]}]}, {}, "too large"),
         ({"inputs": [{**good, "data": [[1, 2, 3, 10**400]]}]}, {}, "too large"),
         ({"inputs": [{**good, "shape": [0, 4], "data": []}]}, {}, "0 rows"),
-        ({"inputs": [{**good, "shape": [4]}], "outputs": [{"name": "predict"}]}, {}, "one [N] tensor named"),
+        ({"inputs": [{**good, "shape": [4], "data": SETOSA}]}, {}, "one [N] tensor named"),
         ({"inputs": [good], "outputs": [{"name": "logits"}]}, {}, "unknown output"),
         ({"inputs": [good], "outputs": [{"name": "predict"}, {"name": "predict"}]}, {}, "twice"),
         ({"inputs": [good], "parameters": {"user_id": ["x"]}}, {}, "user_id"),
         ({"inputs": [good], "id": 7}, {}, "'id' must be a string"),
         ({"inputs": [{**good, "parameters": {"binary_data_size": 16}}]}, {}, "either 'data'"),
-        (nan_body, nan_headers, "finite"),
+        (nan_body, nan_headers, "the value at [0, 1] is missing or NaN"),
+        (short_body, {**short_headers, "Inference-Header-Content-Length": "\u00b2"}, "byte count"),
         (short_body[:-4], short_headers, "runs past the end"),
         (short_body + b"xx", short_headers, "2 bytes of binary data after"),
         (short_body, {**short_headers, "Inference-Header-Content-Length": "99999"}, "but the body has"),

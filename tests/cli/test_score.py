@@ -101,11 +101,13 @@ def test_scores_equal_scikit_learn_in_chunks(models_dir, rows, tmp_path, capsys,
     assert output.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("backend", ["fast", "sklearn"])
 @pytest.mark.parametrize("chunk_rows", ["1", "100", "100000"])
-def test_sklearn_backend_and_chunk_sizes(models_dir, rows, tmp_path, chunk_rows):
+def test_backends_and_chunk_sizes(models_dir, rows, tmp_path, chunk_rows, backend):
+    """Chunks over 8 rows take the fast backend's compiled batch path (tl2cgen), smaller ones its row path."""
     source = write(table_of(rows), tmp_path / "rows.parquet")
     output = tmp_path / "scores.parquet"
-    args = [str(source), str(output), "--models-dir", str(models_dir), "--backend", "sklearn", "--chunk-rows"]
+    args = [str(source), str(output), "--models-dir", str(models_dir), "--backend", backend, "--chunk-rows"]
     assert main([*args, chunk_rows]) == 0
     assert_scores(output, sklearn_proba(models_dir, "v2", rows), "v2")
 
@@ -202,21 +204,30 @@ BAD_INPUTS = {
     "empty cell csv": (
         "rows.csv",
         _csv_cell(40, "sepal_width", ""),
-        "row 40, column 'sepal_width': an empty cell or NaN",
+        "row 40, column 'sepal_width': the value is missing or NaN",
     ),
-    "blank cell csv": ("rows.csv", _csv(f"{HEADER}\n1,2,3,4\n1,,3,4\n"), "row 2, column 'sepal_width': an empty cell"),
+    "blank cell csv": (
+        "rows.csv",
+        _csv(f"{HEADER}\n1,2,3,4\n1,,3,4\n"),
+        "row 2, column 'sepal_width': the value is missing",
+    ),
     "nan csv": (
         "rows.csv",
         _replace(0, 12, np.nan),
-        "INPUT {input}: row 12, column 'sepal_length': an empty cell or NaN",
+        "INPUT {input}: row 12, column 'sepal_length': the value is missing or NaN",
     ),
-    "inf csv": ("rows.csv", _replace(3, 99, np.inf), "row 99, column 'petal_width': inf (not finite)"),
-    "-inf parquet": ("rows.parquet", _replace(2, 100, -np.inf), "row 100, column 'petal_length': -inf (not finite)"),
+    "inf csv": ("rows.csv", _replace(3, 99, np.inf), "row 99, column 'petal_width': the value is not finite"),
+    "-inf parquet": (
+        "rows.parquet",
+        _replace(2, 100, -np.inf),
+        "row 100, column 'petal_length': the value is not finite",
+    ),
     "null parquet": (
         "rows.parquet",
         _table(petal_width=pa.array([1.0] * 29 + [None] * (ROWS - 29))),
-        "row 30, column 'petal_width': an empty cell or NaN",
+        "row 30, column 'petal_width': the value is missing or NaN",
     ),
+    "beyond float32 csv": ("rows.csv", _replace(1, 7, 1e39), "row 7, column 'sepal_width': the value is too large"),
     "empty csv file": ("rows.csv", _csv(""), "cannot read {input}: Empty CSV file"),
     "header only csv": ("rows.csv", _csv(f"id,{HEADER}\n"), "INPUT {input}: no data rows to score"),
     "no rows parquet": ("rows.parquet", lambda path, rows: write(table_of(rows[:0]), path), "no data rows to score"),

@@ -1,5 +1,6 @@
 """The training CLI: the seeds' commands, the console script, bring-your-own CSV and its one-line failures."""
 
+import json
 import os
 import subprocess
 import sys
@@ -61,9 +62,9 @@ def test_bring_your_own_csv(tmp_path):
         ("a,b,label\n1,2,x\n3,4,x\n5,6,x\n", "label", "only one class"),
         ("", "label", "not a readable CSV"),
         ("a,b,label\n", "label", "no rows"),
-        ("a,b,label\n1,,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "missing or infinite"),
+        ("a,b,label\n1,,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "'b': row 1 is missing or NaN"),
         ("a,label\n1,x\n2,y\n3,y\n", "label", "fewer than 2 rows"),
-        ("a,b,label\n1,1e300,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "beyond float32"),
+        ("a,b,label\n1,1e300,x\n3,4,y\n1,2,x\n3,4,y\n", "label", "'b': row 1 is too large"),
     ],
 )
 def test_bad_csv_exits_nonzero_with_one_line_and_touches_nothing(tmp_path, capsys, content, target, reason):
@@ -116,3 +117,13 @@ def test_a_key_file_signs_and_one_inside_the_models_directory_is_refused(tmp_pat
     assert main(["--models-dir", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "MODEL_SIGNING_KEY_FILE" in err and "outside MODELS_DIR" in err and KEY not in err
+
+
+def test_the_model_name_is_stored_for_the_v2_protocol_and_checked(tmp_path, capsys):
+    assert main(["--models-dir", str(tmp_path / "m"), "--model-name", "flowers"]) == 0
+    manifest = json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())
+    assert manifest["model_name"] == "flowers" and load_model_set(tmp_path / "m").model_name == "flowers"
+    capsys.readouterr()
+    assert main(["--models-dir", str(tmp_path / "n"), "--model-name", "../x"]) == 2
+    assert "model name '../x' must be 1-64 letters" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()

@@ -3,7 +3,6 @@ wrong) when it cannot be built or disagrees."""
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 import app.serving.compiled as compiled
@@ -42,32 +41,46 @@ def test_a_weighted_forest_with_five_classes_compiles_exactly():
     np.testing.assert_allclose(forest.predict_proba(probe), estimator.predict_proba(probe), rtol=0, atol=1e-12)
 
 
-def test_a_forest_is_compiled_once_per_process(model_set):
+def test_a_forest_is_compiled_once_per_process(model_set, monkeypatch):
     estimator = model_set.versions["v1"].estimator
-    assert compile_forest(estimator) is compile_forest(estimator)
+    first = compile_forest(estimator)
+    builds = []
+    monkeypatch.setattr(compiled, "_build", lambda *args: builds.append(args))
+    assert isinstance(first, CompiledForest) and compile_forest(estimator) is first and builds == []
 
 
-def test_without_a_compiler_batches_take_the_numpy_walk(model_set, monkeypatch):
+def test_without_a_compiler_the_served_set_takes_the_numpy_walk(trained_models, monkeypatch, caplog):
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
-    estimator = model_set.versions["v2"].estimator
-    assert compile_forest(estimator) is None
-    forest = FastForest(estimator, batch=None)
-    assert forest.batch_backend == "numpy"
-    X = load_iris().data
-    np.testing.assert_allclose(forest.predict_proba(X), estimator.predict_proba(X), rtol=0, atol=1e-12)
+    loaded = load_model_set(trained_models, "fast").versions["v2"]
+    assert loaded.predictor.batch_backend == "numpy" and "no C compiler (gcc) on PATH" in caplog.text
+    X = random_rows(500, seed=2)
+    np.testing.assert_allclose(loaded.predictor.predict_proba(X), loaded.estimator.predict_proba(X), rtol=0, atol=1e-12)
 
 
-def test_a_failed_compile_is_logged_and_leaves_no_files(model_set, monkeypatch, tmp_path, caplog):
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("TOOLCHAIN", "true", "compiling the forest failed ("),  # a program that is not a C compiler
+        ("COMPILE_TIMEOUT_SECONDS", 0.001, "compiling the forest took over"),
+    ],
+)
+def test_a_failed_or_slow_compile_is_logged_and_leaves_no_files(
+    model_set, monkeypatch, tmp_path, caplog, setting, value, message
+):
     monkeypatch.setattr(compiled.tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(compiled, "_CACHE", {})
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("cc1: out of memory")
-
-    monkeypatch.setattr("tl2cgen.export_lib", broken)
+    monkeypatch.setattr(compiled, "_CACHE", compiled.OrderedDict())
+    monkeypatch.setattr(compiled, setting, value)
     assert compile_forest(model_set.versions["v1"].estimator) is None
-    assert "compiling the forest failed (cc1: out of memory)" in caplog.text
+    assert message in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_server_streams_are_left_alone_while_compiling(model_set, monkeypatch, capfd):
+    """The compile runs in a child: what tl2cgen and treelite print never reaches this process's stdout or stderr."""
+    monkeypatch.setattr(compiled, "_CACHE", compiled.OrderedDict())
+    assert compile_forest(model_set.versions["v2"].estimator) is not None
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
 
 
 def test_a_compiled_path_that_disagrees_is_replaced_by_the_numpy_walk(trained_models, monkeypatch, caplog):
