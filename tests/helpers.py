@@ -54,6 +54,18 @@ def wait_until(check, timeout: float = 30.0, interval: float = 0.05, message: st
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 
 
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
+    """Send ``sig`` to a server we started and wait for it; SIGKILL it if it will not go. Its exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
 def counter(name: str, **labels: str) -> float:
     """A sample of this process's default registry (in-process apps and services count there), 0 when absent."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
@@ -75,14 +87,7 @@ class ApiServer:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Stop gunicorn (gracefully by default) and return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)
 
     def log(self) -> str:
         """What gunicorn and the app wrote."""
@@ -243,13 +248,7 @@ class PostgresServer:
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
         """Stop the server (SIGINT: fast shutdown; SIGKILL: a crash)."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, sig, timeout)
 
     def start(self) -> None:
         """Start (again) on the same data directory and port, and wait until it accepts connections."""
@@ -348,13 +347,7 @@ class Door:
     config: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, signal.SIGTERM, 20)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def log(self) -> str:
