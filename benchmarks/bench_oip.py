@@ -27,12 +27,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_frontdoor import start_frontdoor
 from bench_predict import REPO_DIR, LoadResult, parse_wrk, start_server, train_models, venv_tool
 
 LUA = REPO_DIR / "benchmarks" / "post_body.lua"
@@ -119,19 +121,30 @@ def log_rows_lost(port: int) -> float:
     return sum(float(v) for v in re.findall(r"^prediction_log_errors_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
 
 
-def spread(port: int, connections: int = 8, requests_each: int = 50) -> list[int]:
-    """Requests per worker pid over ``connections`` keep-alive connections, busiest first."""
+def spread(port: int, connections: int = 8, seconds: float = 5.0) -> list[int]:
+    """Requests per worker pid from ``connections`` concurrent keep-alive clients, busiest first."""
     seen: Counter[str] = Counter()
-    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(connections)]
+    lock = threading.Lock()
     body = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
-    for _ in range(requests_each):
-        for conn in conns:
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        mine: Counter[str] = Counter()
+        while time.monotonic() < deadline:
             conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
             response = conn.getresponse()
             response.read()
-            seen[response.getheader("X-Served-By", "?")] += 1
-    for conn in conns:
+            mine[response.getheader("X-Served-By", "?")] += 1
         conn.close()
+        with lock:
+            seen.update(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return sorted(seen.values(), reverse=True)
 
 
@@ -161,6 +174,11 @@ def http_phase(models_dir: Path, tmp: Path, seconds: int, log: Callable[[str], N
             run = wrk(server.url + path, cases[name], 1, 1, seconds)
             results[name] = {"requests_s": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms}
         results["spread_8_connections"] = spread(server.port)
+        door = start_frontdoor("oip-door", server, tmp, "/health")
+        try:
+            results["spread_8_connections_frontdoor"] = spread(door.port)
+        finally:
+            door.stop()
     finally:
         server.stop()
     # The same binary batches with PREDICT_BACKEND=sklearn: scikit-learn's predict_proba behind the same API.
@@ -248,7 +266,10 @@ def report(results: dict) -> None:
         r = h[name]
         print(f"  {name:<15} {r['requests_s']:>8,.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
     ratio = h["v2_json_1row"]["p50_ms"] / h["predict_1row"]["p50_ms"]
-    print(f"\n8 keep-alive connections over 2 workers, requests per worker: {h['spread_8_connections']}")
+    print(
+        f"\n8 concurrent keep-alive clients over 2 workers, requests per worker: direct {h['spread_8_connections']},"
+        f" through the nginx front door {h['spread_8_connections_frontdoor']}"
+    )
     print("\nmlops-score, 1,000,000-row CSV, whole process includes start-up and loading both versions:")
     for name, rows in f.items():
         print(f"  {name:<28} {rows:>11,.0f} rows/s")
