@@ -10,8 +10,9 @@ the manifest's signature first. MODELS_DIR and PREDICT_BACKEND come from the env
 
 INPUT (``.csv`` or ``.parquet``) must hold the manifest's feature columns, by name and in any order; other
 columns are ignored. It is streamed (pyarrow's CSV reader, Parquet record batches) and scored --chunk-rows
-rows at a time, so a file larger than memory can be scored. Every feature value must be a finite number:
-the first one that is not (a non-numeric text, an empty cell, NaN, Inf) stops the run, named by its data
+rows at a time, so a file larger than memory can be scored. Every feature value must be a finite number
+within float32's range, as for the API (``app.features``): the first one that is not (a non-numeric text,
+an empty cell, NaN, Inf, 1e39) stops the run, named by its data
 row (1-based, the header not counted) and column. OUTPUT gets, per input row and in input order,
 ``prediction`` (the class index), ``class_name``, one ``proba_<class name>`` per class and
 ``model_version``, as CSV or Parquet by its suffix. It is written to a temporary file beside it and renamed

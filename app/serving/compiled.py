@@ -3,10 +3,12 @@ it out as C, the system's C compiler builds a shared library, and this process l
 
 The pickle stays the source of truth: the library is built at load time from the verified
 estimator, in a child process (``python -m app.serving.compiled DIR``) working in a private temporary
-directory that is removed once the library is loaded, so no compiled file outlives the load and the
-server's own streams are never touched (tl2cgen and its treelite print to stdout and stderr; the
-child's output becomes one debug line). The compile has a time limit. A forest is compiled once per
-process (keyed by the digest of its treelite form, the last few kept), however many apps it builds.
+directory (its TMPDIR too) that is removed once the library is loaded, so no compiled file outlives
+the load and the server's own streams are never touched (tl2cgen and its treelite print to stdout and
+stderr; the child's output becomes one debug line). The compile has a time limit, after which the
+child and everything it started are killed; a forest that failed is not tried again in this process.
+A forest is compiled once per process (keyed by the digest of its treelite form, the last few kept),
+however many apps it builds.
 
 Without a C compiler, or if treelite cannot read the estimator, the compile fails or takes too long,
 ``compile_forest`` returns None and the caller keeps its pure-numpy path; the registry's self-check
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +36,9 @@ import numpy.typing as npt
 log = logging.getLogger(__name__)
 
 TOOLCHAIN = "gcc"
-COMPILE_TIMEOUT_SECONDS = 60.0
+COMPILE_TIMEOUT_SECONDS = 12.0
+"""Per forest: a worker loads its versions while it boots, and gunicorn kills one that takes over 30 s."""
+_FAILED: set[str] = set()  # digests that did not compile: not tried again on every reload
 _CACHE_SIZE = 8
 _CACHE: OrderedDict[str, CompiledForest] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
@@ -82,8 +88,12 @@ def compile_forest(estimator: Any) -> CompiledForest | None:
         if digest in _CACHE:
             _CACHE.move_to_end(digest)
             return _CACHE[digest]
+        if digest in _FAILED:
+            return None
         built = _build(checkpoint, int(estimator.n_classes_))
-        if built is not None:
+        if built is None:
+            _FAILED.add(digest)
+        else:
             _CACHE[digest] = built
             while len(_CACHE) > _CACHE_SIZE:  # a forest still served keeps its library through its predictor
                 _CACHE.popitem(last=False)
@@ -99,27 +109,34 @@ def _build(checkpoint: bytes, n_classes: int) -> CompiledForest | None:
         return None
     try:
         (workdir / "model.bin").write_bytes(checkpoint)
-        done = subprocess.run(
+        # Its own session, so a timeout ends every process it started (tl2cgen runs the compiler through
+        # shells), and its own TMPDIR, so whatever they write is under workdir and removed with it.
+        child = subprocess.Popen(
             [sys.executable, "-m", "app.serving.compiled", str(workdir), TOOLCHAIN],
             cwd=_PACKAGE_ROOT,
+            env={**os.environ, "TMPDIR": str(workdir)},
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=COMPILE_TIMEOUT_SECONDS,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        notes = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
-        if done.returncode != 0:
-            log.warning("compiling the forest failed (%s); batches use the numpy path", notes[-300:] or done.returncode)
+        try:
+            output, _ = child.communicate(timeout=COMPILE_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            log.warning("compiling the forest took over %.0f s; batches use the numpy path", COMPILE_TIMEOUT_SECONDS)
+            return None
+        notes = " | ".join(line for line in output.decode(errors="replace").splitlines() if line.strip())
+        if child.returncode != 0:
+            log.warning(
+                "compiling the forest failed (%s); batches use the numpy path", notes[-300:] or child.returncode
+            )
             return None
         log.debug("tl2cgen: %s", notes)
         import tl2cgen
 
         return CompiledForest(tl2cgen.Predictor(workdir / "forest.so", nthread=1), n_classes)
-    except subprocess.TimeoutExpired:
-        log.warning("compiling the forest took over %.0f s; batches use the numpy path", COMPILE_TIMEOUT_SECONDS)
-        return None
     except Exception as exc:  # noqa: BLE001 - a library that will not load leaves the numpy path serving
         log.warning("loading the compiled forest failed (%s); batches use the numpy path", str(exc)[:200])
         return None
