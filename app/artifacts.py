@@ -37,8 +37,14 @@ SIGNATURE_NAME = "manifest.json.sig"
 STATS_NAME = "training_stats.pkl"
 DEFAULT_MODEL_NAME = "iris"
 """The name a set is served under by the Open Inference Protocol when its manifest names none."""
-MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MODEL_NAME_RULE = "1-64 letters, digits, '.', '_' or '-'"
 """What a model name may be: it is a path segment of /v2/models/<name>."""
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def is_model_name(value: object) -> bool:
+    """Whether ``value`` follows MODEL_NAME_RULE."""
+    return isinstance(value, str) and _MODEL_NAME.fullmatch(value) is not None
 
 
 def sha256_file(path: Path) -> str:
@@ -126,9 +132,8 @@ def check_manifest(manifest: Any) -> None:
             raise ValueError(f"missing {key!r}")
     if not isinstance(manifest["versions"], dict) or not manifest["versions"]:
         raise ValueError("no versions listed")
-    name = manifest.get("model_name", DEFAULT_MODEL_NAME)
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-        raise ValueError("model_name must be 1-64 letters, digits, '.', '_' or '-'")
+    if not is_model_name(manifest.get("model_name", DEFAULT_MODEL_NAME)):
+        raise ValueError(f"model_name must be {MODEL_NAME_RULE}")
     entries = {f"version {v[:64]!r}": meta for v, meta in manifest["versions"].items()}
     entries["training_stats"] = manifest["training_stats"]
     for where, meta in entries.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_frontdoor import start_frontdoor
-from bench_predict import REPO_DIR, LoadResult, parse_wrk, start_server, train_models, venv_tool
+from bench_predict import REPO_DIR, LoadResult, http_request, parse_wrk, start_server, train_models, venv_tool
 
 LUA = REPO_DIR / "benchmarks" / "post_body.lua"
 INFER = "/v2/models/iris/infer"
@@ -114,10 +114,10 @@ def wrk(url: str, body: tuple[Path, str, str], threads: int, connections: int, s
 
 def log_rows_lost(port: int) -> float:
     """Prediction-log rows the workers dropped so far, for any reason (prediction_log_errors_total)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
+    status, body = http_request(port, "GET", "/metrics", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}")
+    text = body.decode()
     return sum(float(v) for v in re.findall(r"^prediction_log_errors_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
 
 

@@ -27,8 +27,9 @@ from sklearn.model_selection import train_test_split
 from app.artifacts import (
     DEFAULT_MODEL_NAME,
     MANIFEST_NAME,
-    MODEL_NAME,
+    MODEL_NAME_RULE,
     STATS_NAME,
+    is_model_name,
     sha256_file,
     swap_into_place,
     write_signature,
@@ -81,8 +82,8 @@ def train(
     With ``signing_key`` (MODEL_SIGNING_KEY) the manifest is signed (manifest.json.sig). ``model_name``
     is the name the Open Inference Protocol serves the set under (``/v2/models/<name>``).
     """
-    if not MODEL_NAME.fullmatch(model_name):
-        raise DataError(f"model name {model_name[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    if not is_model_name(model_name):
+        raise DataError(f"model name {model_name[:80]!r} must be {MODEL_NAME_RULE}")
     split = _split(data)
     created_at = datetime.now(UTC).isoformat()
     data_id = fingerprint(data)
