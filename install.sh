@@ -3,8 +3,9 @@
 #
 #   ./install.sh          runtime: .venv + requirements.txt + this project (editable), Prometheus and
 #                         nginx (the API's front door), with apt
-#   ./install.sh --dev    also the test tools: requirements-dev.txt, Chromium, shellcheck,
-#                         docker-compose (for static checks), wrk (benchmarks)
+#   ./install.sh --dev    also the test tools: requirements-dev.txt, Chromium, shellcheck, a Docker
+#                         engine (docker.io) with docker-compose and mmdebstrap (the container tests),
+#                         PostgreSQL, wrk (benchmarks)
 #
 # Idempotent: a second run with unchanged requirements installs nothing. A system package
 # that cannot be installed is reported (with the reason) and does not stop the rest: the runtime
@@ -27,7 +28,7 @@ parse_args() {
   for arg in "$@"; do
     case "$arg" in
       --dev) DEV=1 ;;
-      -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
       *) die "unknown option: $arg" ;;
     esac
   done
@@ -118,7 +119,13 @@ apt_reason() {
 
 install_system_packages() {
   # postgresql: the throwaway clusters of the store's contract and several-host tests.
-  local dev_packages=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk postgresql)
+  # docker.io (dockerd) and mmdebstrap: the container tests start an engine of their own where none
+  # answers, and build stand-ins for the public base images where no registry is reachable. An engine
+  # that is already installed (Docker's own packages) is used as it is: docker.io would conflict with it.
+  local dev_packages=(chromium fonts-noto-color-emoji shellcheck docker-compose wrk postgresql mmdebstrap)
+  if ! command -v dockerd >/dev/null && [[ ! -x /usr/sbin/dockerd ]] && [[ ! -x /usr/bin/dockerd ]]; then
+    dev_packages+=(docker.io)
+  fi
   if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null; then
     # The runtime packages on their own, so a dev tool apt cannot install never keeps them out.
     apt_install prometheus nginx || true
@@ -159,8 +166,9 @@ install_python_packages() {
     "$PYTHON" -m venv "$VENV"
   fi
   local runtime_stamp dev_stamp stamp
-  runtime_stamp="$VENV/.installed-runtime-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
-  dev_stamp="$VENV/.installed-dev-$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)"
+  local runtime_files=(requirements.txt requirements-api.txt requirements-ui.txt requirements-tools.txt pyproject.toml)
+  runtime_stamp="$VENV/.installed-runtime-$(cat "${runtime_files[@]}" | sha256sum | cut -c1-16)"
+  dev_stamp="$VENV/.installed-dev-$(cat "${runtime_files[@]}" requirements-dev.txt | sha256sum | cut -c1-16)"
   stamp="$runtime_stamp"
   if ((DEV)); then stamp="$dev_stamp"; fi
   if [[ -f "$stamp" ]]; then

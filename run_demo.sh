@@ -6,6 +6,7 @@
 #                           healthy, print the URLs and return (services keep running)
 #   ./run_demo.sh stop      stop the services
 #   ./run_demo.sh status    show what runs and whether it answers
+#   ./run_demo.sh build     (Docker mode) build the images as IMAGE_TAG, without starting them
 #   ./run_demo.sh prometheus-config   write the native Prometheus config to RUN_DIR, print its path
 #
 # RUN_MODE=auto|native|docker (auto: Docker Compose when a Docker engine answers, else native
@@ -24,10 +25,27 @@
 #   MODELS_DIR the newest model set published in the store is fetched; training happens only when
 #   the store holds none.
 #   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
+# Docker mode: IMAGE_TAG=dev (the images' tag), COMPOSE_PROJECT_NAME=mlops (prefixes the named volumes
+#   that keep the state across stop and start), DOCKER_BUILD=1 (0: start the tagged images as they are,
+#   as deploy/pipeline.sh does). A .env file here (see .env.example) is read as docker-compose reads it:
+#   a variable set in the environment wins over the file.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
+
+load_dotenv() {
+  # .env's NAME=VALUE lines, for the variables the environment does not set (compose's rule). Read, never run.
+  local line name value
+  [[ -f .env ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]] || continue
+    name="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
+    [[ -z "${!name+set}" ]] || continue
+    export "$name=$value"
+  done <.env
+}
+load_dotenv
 
 API_PORT="${API_PORT:-5000}"
 UI_PORT="${UI_PORT:-8501}"
@@ -37,6 +55,9 @@ API_UPSTREAM_PORT="${API_UPSTREAM_PORT:-}"
 RUN_DIR="${RUN_DIR:-$ROOT/run}"
 RUN_MODE="${RUN_MODE:-auto}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
+IMAGE_TAG="${IMAGE_TAG:-dev}"
+COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-mlops}"
+DOCKER_BUILD="${DOCKER_BUILD:-1}"
 VENV="$ROOT/.venv"
 RUN_SERVICES="${RUN_SERVICES:-all}"
 API_HOST="${API_HOST:-127.0.0.1}"
@@ -82,20 +103,16 @@ check_settings() {
   fi
   [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
   [[ "$API_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "API_HOST must be an IP address or a host name (got '$API_HOST')"
+  [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "IMAGE_TAG must be a Docker tag (got '$IMAGE_TAG')"
+  [[ "$COMPOSE_PROJECT_NAME" =~ ^[a-z0-9][a-z0-9_-]*$ ]] \
+    || die "COMPOSE_PROJECT_NAME must be lower-case letters, digits, - and _ (got '$COMPOSE_PROJECT_NAME')"
+  [[ "$DOCKER_BUILD" == 0 || "$DOCKER_BUILD" == 1 ]] || die "DOCKER_BUILD must be 0 or 1 (got '$DOCKER_BUILD')"
 }
 
 api_only() { [[ "${SERVICES[*]}" == api ]]; }
 
 api_health_url() {
   if api_only; then echo "http://$API_HOST:$API_PORT/health"; else echo "http://127.0.0.1:$API_UPSTREAM_PORT/health"; fi
-}
-
-compose() {
-  if docker compose version >/dev/null 2>&1; then
-    docker compose "$@"
-  else
-    docker-compose "$@"
-  fi
 }
 
 docker_available() {
@@ -430,19 +447,80 @@ native_status() {
   return "$code"
 }
 
+compose() {
+  # Compose in this folder, as one project whatever the folder is called: the named volumes keep their names.
+  local -a tool=(docker-compose)
+  if docker compose version >/dev/null 2>&1; then tool=(docker compose); fi
+  COMPOSE_PROJECT_NAME="$COMPOSE_PROJECT_NAME" IMAGE_TAG="$IMAGE_TAG" BIND_HOST="$BIND_HOST" API_PORT="$API_PORT" \
+    UI_PORT="$UI_PORT" PROMETHEUS_PORT="$PROMETHEUS_PORT" "${tool[@]}" -f "$ROOT/docker-compose.yml" "$@"
+}
+
+container_states() {
+  # One line per container of the project: "NAME HEALTH" (healthy, starting, unhealthy; "running" or
+  # "exited"... for a container without a healthcheck).
+  local ids
+  ids="$(compose ps -q)"
+  [[ -n "$ids" ]] || return 0
+  # shellcheck disable=SC2086 # one id per word
+  docker inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' $ids \
+    | sed 's|^/||'
+}
+
+wait_healthy() {
+  # wait_healthy SECONDS: every service of the compose file has a container and Docker calls each healthy.
+  local deadline=$((SECONDS + $1)) states expected
+  expected="$(compose config --services | wc -l)"
+  while :; do
+    states="$(container_states)"
+    if [[ -n "$states" ]] && (($(grep -c ' healthy$' <<<"$states") == expected)); then
+      log "every container is healthy"
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      printf '[run_demo] containers not healthy within %ss:\n%s\n' "$1" "$states" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+docker_build() {
+  docker_available || die "no Docker engine answers (docker info); start one, or use RUN_MODE=native"
+  log "building the images as tag $IMAGE_TAG (cached layers are reused)"
+  compose build
+}
+
 docker_start() {
-  log "starting with Docker Compose"
-  # Compose publishes the ports on BIND_HOST (127.0.0.1 unless set), like the native mode.
-  BIND_HOST="$BIND_HOST" API_PORT="$API_PORT" UI_PORT="$UI_PORT" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
-    compose up -d --build
+  docker_available || die "no Docker engine answers (docker info); start one, or use RUN_MODE=native"
+  mkdir -p "$RUN_DIR"
+  if [[ "$DOCKER_BUILD" == 1 ]]; then docker_build; fi
+  log "starting with Docker Compose (tag $IMAGE_TAG, project $COMPOSE_PROJECT_NAME)"
+  echo docker >"$RUN_DIR/mode"
+  compose up -d --no-build --remove-orphans
+  wait_healthy "$START_TIMEOUT" || { compose ps >&2; compose logs --tail=50 >&2 || true; exit 1; }
   local host
   host="$(local_host)"
   wait_for api "http://$host:$API_PORT/health" ""
   wait_for ui "http://$host:$UI_PORT/_stcore/health" ""
   wait_for prometheus "http://$host:$PROMETHEUS_PORT/-/ready" ""
-  mkdir -p "$RUN_DIR"
-  echo docker >"$RUN_DIR/mode"
   print_urls
+}
+
+docker_stop() {
+  # The containers go; the named volumes (weights, prediction log, feedback, Prometheus data) stay.
+  compose down --remove-orphans
+  rm -f "$RUN_DIR/mode"
+}
+
+docker_status() {
+  local states
+  states="$(container_states)"
+  if [[ -z "$states" ]]; then
+    echo "  no container of project $COMPOSE_PROJECT_NAME runs"
+    return 1
+  fi
+  printf '  %s\n' "${states//$'\n'/$'\n'  }"
+  ! grep -qv ' healthy$' <<<"$states"
 }
 
 main() {
@@ -466,11 +544,13 @@ main() {
   case "$command:$RUN_MODE" in
     start:native) native_start ;;
     start:docker) docker_start ;;
+    build:docker) docker_build ;;
     stop:native) native_stop ;;
-    stop:docker) compose down; rm -f "$RUN_DIR/mode" ;;
+    stop:docker) docker_stop ;;
     status:native) native_status ;;
-    status:docker) compose ps ;;
-    *) die "usage: ./run_demo.sh [start|stop|status|prometheus-config]" ;;
+    status:docker) docker_status ;;
+    build:native) die "build makes the container images: RUN_MODE=docker ./run_demo.sh build" ;;
+    *) die "usage: ./run_demo.sh [start|stop|status|build|prometheus-config]" ;;
   esac
 }
 

@@ -16,7 +16,7 @@ from app.serving.service import Service
 from app.settings import Settings
 from app.training.datasets import load_iris_dataset
 from app.training.trainer import train
-from tests.helpers import ApiServer, PostgresServer, start_api, throwaway_postgres
+from tests.helpers import MEASURED, ApiServer, PostgresServer, start_api, throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +116,26 @@ def live_api(tmp_path_factory, trained_models):
     server.stop()
 
 
-_INTEGRATION_DIRS = ("integration", "deploy")
+_INTEGRATION_DIRS = ("integration", "deploy", "containers")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration and tests/deploy starts real servers or tools: mark it integration."""
+    """Everything under tests/integration, tests/deploy and tests/containers starts real servers or tools: mark it
+    integration; tests/containers also ``containers`` (a Docker engine, the images built, the stack up)."""
     for item in items:
-        if Path(item.path).parent.name in _INTEGRATION_DIRS:
+        folder = Path(item.path).parent.name
+        if folder in _INTEGRATION_DIRS:
             item.add_marker(pytest.mark.integration)
+        if folder == "containers":
+            item.add_marker(pytest.mark.containers)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests measured on the way (build times, image sizes, a deploy's outage), for the record."""
+    if MEASURED:
+        terminalreporter.section("figures measured by the tests")
+        for name, value in MEASURED.items():
+            terminalreporter.write_line(f"{name}: {value}")
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,9 @@ def wait_until(check, timeout: float = 30.0, interval: float = 0.05, message: st
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 
+MEASURED: dict[str, object] = {}
+"""Figures a test measured on the way (name -> value), printed in the run's summary (tests/conftest.py)."""
+
 
 def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
     """Send ``sig`` to a server we started and wait for it; SIGKILL it if it will not go. Its exit status."""

@@ -52,7 +52,18 @@ ALERTS = (
 
 # Environment variables that docker-compose.yml interpolates; removed so the
 # checks see the file's own defaults whatever the caller's shell exports.
-COMPOSE_INTERPOLATED = ("ADMIN_TOKEN", "API_PORT", "UI_PORT", "PROMETHEUS_PORT", "API_WORKERS", "BIND_HOST")
+COMPOSE_INTERPOLATED = (
+    "ADMIN_TOKEN",
+    "API_PORT",
+    "UI_PORT",
+    "PROMETHEUS_PORT",
+    "API_WORKERS",
+    "BIND_HOST",
+    "IMAGE_TAG",
+    "MODEL_V1_WEIGHT",
+    "MODEL_V2_WEIGHT",
+    "COMPOSE_PROJECT_NAME",
+)
 
 # What the packages are called where a required tool is missing.
 INSTALL_HINTS = {
@@ -264,8 +275,8 @@ def terraform_resources() -> dict[str, Any]:
 
 
 def shell_scripts() -> list[Path]:
-    """Every *.sh in the repository root, docker/ and terraform/ (not .venv)."""
+    """Every *.sh in the repository root, docker/, deploy/ and terraform/ (not .venv)."""
     found: set[Path] = set()
-    for folder in (ROOT, DOCKER, TERRAFORM):
+    for folder in (ROOT, DOCKER, ROOT / "deploy", TERRAFORM):
         found.update(p for p in folder.glob("*.sh") if p.is_file())
     return sorted(p for p in found if ".venv" not in p.parts)

@@ -138,7 +138,7 @@ def test_compose_api_environment_names_are_read_by_the_app(resolved):
         for pair in shlex.split(args)
     ]
     image_only = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
-    image_only |= {"HOME"}
+    image_only |= {"HOME", "PATH"}
     unknown = [n for n in names if n not in known | image_only and not re.fullmatch(r"MODEL_[A-Z0-9_]+_WEIGHT", n)]
     assert not unknown, f"variables the API does not read: {unknown}"
 
@@ -266,3 +266,43 @@ def test_compose_builds_from_the_dockerfiles(resolved):
         build = services[service]["build"]
         assert build["context"] == str(ROOT), build
         assert (ROOT / build["context"] / build["dockerfile"]) == DOCKERFILES[kind]
+
+
+def test_compose_images_are_tagged_by_build(resolved):
+    """The project's images carry IMAGE_TAG (default dev), never a bare or implicit latest."""
+    tagged = compose_config(IMAGE_TAG="41-0123456789ab")["services"]
+    for service, image in (("flask-api", "mlops-flask-api"), ("streamlit-ui", "mlops-streamlit-ui")):
+        assert resolved["services"][service]["image"] == f"{image}:dev"
+        assert tagged[service]["image"] == f"{image}:41-0123456789ab"
+    for name, service in resolved["services"].items():
+        assert ":" in service["image"] and not service["image"].endswith(":latest"), (name, service["image"])
+
+
+def test_compose_weights_come_from_the_environment():
+    env = environment_dict(
+        compose_config(MODEL_V1_WEIGHT="90", MODEL_V2_WEIGHT="10")["services"]["flask-api"]["environment"]
+    )
+    assert (env["MODEL_V1_WEIGHT"], env["MODEL_V2_WEIGHT"]) == ("90", "10")
+
+
+def test_compose_every_container_has_a_read_only_root(resolved):
+    """State only on the named volumes, scratch space in tmpfs; the API's /tmp allows exec (compiled forests)."""
+    for name, service in resolved["services"].items():
+        assert service.get("read_only") is True, f"{name} must run on a read-only root file system"
+        assert service.get("tmpfs"), f"{name}: give it a tmpfs where it must write"
+    assert "/tmp:exec,mode=1777" in resolved["services"]["flask-api"]["tmpfs"]
+
+
+def test_env_example_lists_every_variable_compose_reads():
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-[^}]*)?\}", text))
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", example, re.M))
+    assert read <= listed, f".env.example lacks {sorted(read - listed)}"
+    assert listed - read == {"COMPOSE_PROJECT_NAME"}, sorted(listed - read)
+    assert re.search(r"^ADMIN_TOKEN=$", example, re.M), "no secret value in the example"
+    # The example is a valid .env as it stands: compose resolves with it.
+    defaults = compose_config(**dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", example, re.M)))
+    assert defaults["services"]["flask-api"]["image"] == "mlops-flask-api:dev"
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert ".env" in ignored

@@ -37,10 +37,27 @@ from tests.deploy.helpers import (
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_dockerfile_base_image_pinned(kind):
+def test_dockerfile_base_image_pinned_and_overridable(kind):
+    """Every stage starts from one base, pinned by a full version tag in a build ARG (a mirror or a digest can
+    replace it with --build-arg PYTHON_IMAGE=...)."""
+    text = DOCKERFILES[kind].read_text(encoding="utf-8")
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", default), default
+    assert text.index("ARG PYTHON_IMAGE=") < text.index("FROM "), "the ARG must come before the first FROM"
+    froms = [args.split()[0] for keyword, args in dockerfile_instructions(DOCKERFILES[kind]) if keyword == "FROM"]
+    assert froms and set(froms) == {"${PYTHON_IMAGE}"}, froms
+    assert len(froms) >= 2, "multi-stage: the build's tools and leftovers stay out of the runtime image"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_healthcheck(kind):
+    """The image says when it is healthy, on the port it exposes, without curl (slim images have none)."""
     instructions = dockerfile_instructions(DOCKERFILES[kind])
-    froms = [args for keyword, args in instructions if keyword == "FROM"]
-    assert froms == ["python:3.11-slim"], froms
+    (check,) = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
+    (port,) = [args for keyword, args in instructions if keyword == "EXPOSE"]
+    assert "--interval=" in check and "--timeout=" in check and "--retries=" in check, check
+    program = json.loads(check[check.index("CMD") + 3 :].strip())
+    assert program[:2] == ["python", "-c"] and f"http://127.0.0.1:{port}/" in program[2], program
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
@@ -57,15 +74,22 @@ def test_dockerfile_runs_as_non_root(kind):
     assert after <= {"EXPOSE", "CMD", "ENTRYPOINT", "HEALTHCHECK", "LABEL", "STOPSIGNAL"}, after
 
 
+REQUIREMENTS = {"api": "requirements-api.txt", "streamlit": "requirements-ui.txt"}
+
+
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
 def test_dockerfile_copies_requirements_before_app(kind):
+    """Each image installs its own requirements file, before any of the app's code is copied (layer caching)."""
     instructions = dockerfile_instructions(DOCKERFILES[kind])
     copies = [(i, copy_sources(args)) for i, (k, args) in enumerate(instructions) if k in ("COPY", "ADD")]
-    req = [i for i, srcs in copies if "requirements.txt" in srcs]
-    app = [i for i, srcs in copies if any(s.rstrip("/") in ("app", ".") for s in srcs)]
+    req = [i for i, srcs in copies if REQUIREMENTS[kind] in srcs]
+    app = [i for i, srcs in copies if any(s.split("/")[0] in ("app", ".") for s in srcs)]
     pip = [i for i, (k, args) in enumerate(instructions) if k == "RUN" and "pip install" in args]
     assert req and app and pip, (req, app, pip)
-    assert req[0] < pip[0] < app[0], "COPY requirements.txt, RUN pip install, then COPY app/ (layer caching)"
+    assert req[0] < pip[0] < app[0], f"COPY {REQUIREMENTS[kind]}, RUN pip install, then COPY app/ (layer caching)"
+    assert f"-r {REQUIREMENTS[kind]}" in instructions[pip[0]][1]
+    others = {"requirements.txt", *REQUIREMENTS.values()} - {REQUIREMENTS[kind]}
+    assert not others & {s for _, srcs in copies for s in srcs}, "an image installs its own requirements only"
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
@@ -83,6 +107,8 @@ def test_dockerfile_copy_sources_exist_and_are_not_dockerignored(kind):
     for keyword, args in dockerfile_instructions(DOCKERFILES[kind]):
         if keyword not in ("COPY", "ADD"):
             continue
+        if "--from=" in args:
+            continue  # copied from an earlier stage, not from the build context
         for src in copy_sources(args):
             path = src.rstrip("/")
             assert (ROOT / path).exists(), f"{DOCKERFILES[kind].name}: COPY source {src} does not exist"

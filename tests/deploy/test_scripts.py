@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,13 @@ from tests.deploy.helpers import ROOT, assert_ok, require_tool, run, serve, shel
 
 def test_shell_scripts_found():
     names = {p.relative_to(ROOT).as_posix() for p in shell_scripts()}
-    assert {"get_ip.sh", "test_everything.sh", "terraform/user_data.sh", "docker/api-entrypoint.sh"} <= names
+    assert {
+        "get_ip.sh",
+        "test_everything.sh",
+        "terraform/user_data.sh",
+        "docker/api-entrypoint.sh",
+        "deploy/pipeline.sh",
+    } <= names
 
 
 def test_shellcheck_clean():
@@ -35,7 +42,7 @@ def test_shell_script_conventions(script):
     lines = script.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#!/usr/bin/env bash", f"{script.name}: shebang"
     assert "set -euo pipefail" in lines, f"{script.name}: set -euo pipefail"
-    if script.parent == ROOT:
+    if script.parent in (ROOT, ROOT / "deploy"):
         assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
 
@@ -98,6 +105,12 @@ def _fake_install_env(
     return env, log
 
 
+def _docker_engine_package() -> list[str]:
+    """docker.io is on install.sh's list only where no dockerd is installed (Docker's own would clash)."""
+    present = shutil.which("dockerd") or any(os.path.exists(p) for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd"))
+    return [] if present else ["docker.io"]
+
+
 def _apt_installs(log: Path) -> list[list[str]]:
     calls = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
     return [[w for w in c.split()[2:] if not w.startswith("-")] for c in calls if c.startswith("apt-get install")]
@@ -111,7 +124,8 @@ def test_install_dev_installs_the_runtime_packages_even_when_a_dev_package_is_un
     installs = _apt_installs(log)
     # The runtime packages (Prometheus, nginx) first on their own; then the dev tools together; apt
     # refused, so one at a time.
-    dev = ["chromium", "fonts-noto-color-emoji", "shellcheck", "docker-compose", "wrk", "postgresql"]
+    dev = ["chromium", "fonts-noto-color-emoji", "shellcheck", "docker-compose", "wrk", "postgresql", "mmdebstrap"]
+    dev += _docker_engine_package()
     assert installs == [["prometheus", "nginx"], dev, *[[pkg] for pkg in dev]], installs
     assert "apt-get could not install chromium: no installation candidate" in out, out
     assert re.search(r"not installed: chromium \(", out), out
@@ -128,7 +142,9 @@ def test_install_without_root_names_the_packages_and_the_reason(tmp_path):
     out = result.stdout + result.stderr
     assert _apt_installs(log) == [], "without root apt-get install is never tried"
     assert "cannot install prometheus nginx: this needs root or passwordless sudo" in out, out
-    assert "cannot install chromium shellcheck docker-compose wrk postgresql: this needs root" in out, out
+    wanted = " ".join(["chromium", "shellcheck", "docker-compose", "wrk", "postgresql", "mmdebstrap"])
+    wanted += "".join(f" {pkg}" for pkg in _docker_engine_package())
+    assert f"cannot install {wanted}: this needs root" in out, out
 
     # With passwordless sudo the same run installs through sudo; a second run finds it all done.
     env, log = _fake_install_env(tmp_path, uid=1000, sudo=True, installed="fonts-noto-color-emoji")
