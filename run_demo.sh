@@ -92,21 +92,25 @@ check_settings() {
     api) SERVICES=(api) ;;
     *) die "RUN_SERVICES must be all or api (got '$RUN_SERVICES')" ;;
   esac
-  if ! api_only; then  # gunicorn alone listens on API_PORT itself: no upstream port then
-    if [[ -z "$API_UPSTREAM_PORT" ]]; then
-      ((10#$API_PORT + 10000 <= 65535)) \
-        || die "API_PORT=$API_PORT: API_PORT+10000 is not a port; set API_UPSTREAM_PORT (gunicorn's loopback port)"
-      API_UPSTREAM_PORT=$((10#$API_PORT + 10000))
-    fi
-    check_port API_UPSTREAM_PORT
-    [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
-  fi
   [[ "$BIND_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "BIND_HOST must be an IP address or a host name (got '$BIND_HOST')"
   [[ "$API_HOST" =~ ^[A-Za-z0-9.:-]+$ ]] || die "API_HOST must be an IP address or a host name (got '$API_HOST')"
   [[ "$IMAGE_TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "IMAGE_TAG must be a Docker tag (got '$IMAGE_TAG')"
   [[ "$COMPOSE_PROJECT_NAME" =~ ^[a-z0-9][a-z0-9_-]*$ ]] \
     || die "COMPOSE_PROJECT_NAME must be lower-case letters, digits, - and _ (got '$COMPOSE_PROJECT_NAME')"
   [[ "$DOCKER_BUILD" == 0 || "$DOCKER_BUILD" == 1 ]] || die "DOCKER_BUILD must be 0 or 1 (got '$DOCKER_BUILD')"
+}
+
+check_upstream_port() {
+  # Natively, with the front door: gunicorn's loopback port behind nginx (gunicorn alone listens on API_PORT
+  # itself, and Compose has its own network: no upstream port then).
+  api_only && return 0
+  if [[ -z "$API_UPSTREAM_PORT" ]]; then
+    ((10#$API_PORT + 10000 <= 65535)) \
+      || die "API_PORT=$API_PORT: API_PORT+10000 is not a port; set API_UPSTREAM_PORT (gunicorn's loopback port)"
+    API_UPSTREAM_PORT=$((10#$API_PORT + 10000))
+  fi
+  check_port API_UPSTREAM_PORT
+  [[ "$API_UPSTREAM_PORT" != "$API_PORT" ]] || die "API_UPSTREAM_PORT must differ from API_PORT"
 }
 
 api_only() { [[ "${SERVICES[*]}" == api ]]; }
@@ -532,6 +536,7 @@ main() {
   if [[ "$command" == prometheus-config ]]; then
     api_only && die "prometheus-config renders the whole stack's Prometheus; for several hosts use: mlops-configs prometheus --api-targets-file"
     # The native Prometheus config, for tests and for running Prometheus by hand.
+    check_upstream_port
     mkdir -p "$RUN_DIR"
     prometheus_config
     echo "$RUN_DIR/prometheus.yml"
@@ -541,6 +546,7 @@ main() {
     RUN_MODE="$(cat "$RUN_DIR/mode")"
   fi
   resolve_mode
+  [[ "$RUN_MODE" != native ]] || check_upstream_port
   case "$command:$RUN_MODE" in
     start:native) native_start ;;
     start:docker) docker_start ;;

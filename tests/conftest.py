@@ -117,6 +117,7 @@ def live_api(tmp_path_factory, trained_models):
 
 
 _INTEGRATION_DIRS = ("integration", "deploy", "containers")
+_CONTAINER_TEST_TIMEOUT = 2400  # seconds
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -127,7 +128,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if folder in _INTEGRATION_DIRS:
             item.add_marker(pytest.mark.integration)
         if folder == "containers":
+            # The first test of the package also builds the stand-in bases and the images: minutes when cold.
             item.add_marker(pytest.mark.containers)
+            item.add_marker(pytest.mark.timeout(_CONTAINER_TEST_TIMEOUT))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
