@@ -7,6 +7,7 @@
 #   ./run_demo.sh stop      stop the services
 #   ./run_demo.sh status    show what runs and whether it answers
 #   ./run_demo.sh build     (Docker mode) build the images as IMAGE_TAG, without starting them
+#   ./run_demo.sh compose ARGS...   (Docker mode) docker-compose ARGS, on this stack's project and settings
 #   ./run_demo.sh prometheus-config   write the native Prometheus config to RUN_DIR, print its path
 #
 # RUN_MODE=auto|native|docker (auto: Docker Compose when a Docker engine answers, else native
@@ -551,12 +552,13 @@ main() {
     start:native) native_start ;;
     start:docker) docker_start ;;
     build:docker) docker_build ;;
+    compose:docker) shift; compose "$@" ;;
     stop:native) native_stop ;;
     stop:docker) docker_stop ;;
     status:native) native_status ;;
     status:docker) docker_status ;;
-    build:native) die "build makes the container images: RUN_MODE=docker ./run_demo.sh build" ;;
-    *) die "usage: ./run_demo.sh [start|stop|status|build|prometheus-config]" ;;
+    build:native|compose:native) die "$command is for the containers: RUN_MODE=docker ./run_demo.sh $command" ;;
+    *) die "usage: ./run_demo.sh [start|stop|status|build|compose ARGS...|prometheus-config]" ;;
   esac
 }
 

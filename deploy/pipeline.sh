@@ -7,8 +7,11 @@
 #   deploy/pipeline.sh test       install, then the test suite without the browser and container tests
 #                                 (those start a stack of their own, which the host's deployed one would meet)
 #   deploy/pipeline.sh deploy     start IMAGE_TAG in place of the tag that runs (recorded as the one to roll
-#                                 back to) and wait until every container is healthy; if they do not become
-#                                 healthy within DEPLOY_TIMEOUT, roll back and fail
+#                                 back to): its API first runs beside the running one and takes traffic with
+#                                 it; once healthy, the stack is switched and waited on until every container
+#                                 is healthy. An API that is not healthy within DEPLOY_TIMEOUT is removed
+#                                 before anything that serves is touched; a stack that is not healthy after
+#                                 the switch is rolled back. Either way the command fails
 #   deploy/pipeline.sh smoke      ./test_everything.sh against the deployed stack
 #   deploy/pipeline.sh rollback   start the recorded previous tag again and wait until it is healthy
 #
@@ -24,6 +27,7 @@ cd "$ROOT"
 STATE_DIR="${DEPLOY_STATE_DIR:-$ROOT/run/deploy}"
 DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-180}"
 API_CONTAINER=mlops-flask-api
+SURGE_CONTAINER=mlops-flask-api-surge
 IMAGES=(mlops-flask-api mlops-streamlit-ui)
 
 log() { printf '[pipeline] %s\n' "$*"; }
@@ -84,10 +88,53 @@ require_images() {
   done
 }
 
+compose() { RUN_MODE=docker "$ROOT/run_demo.sh" compose "$@"; }
+
+health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null; }
+
+wait_container_healthy() {
+  # wait_container_healthy NAME SECONDS: Docker calls NAME's health "healthy"; fails once it is unhealthy,
+  # has exited, or time runs out.
+  local deadline=$((SECONDS + $2)) state
+  while :; do
+    state="$(health "$1")" || state=gone
+    case "$state" in
+      healthy) return 0 ;;
+      unhealthy|exited|dead|gone) log "$1 is $state"; return 1 ;;
+    esac
+    ((SECONDS < deadline)) || { log "$1 is still $state after $2s"; return 1; }
+    sleep 1
+  done
+}
+
+remove_surge() {
+  # Stopped gracefully (gunicorn finishes what it has in hand; the front door sends the rest elsewhere).
+  docker stop --time 30 "$SURGE_CONTAINER" >/dev/null 2>&1 || true
+  docker rm --force "$SURGE_CONTAINER" >/dev/null 2>&1 || true
+}
+
 start() {
-  # start TAG: converge the stack on TAG's images (containers whose image changed are recreated) and
-  # wait until every container is healthy.
-  IMAGE_TAG="$1" RUN_MODE=docker DOCKER_BUILD=0 START_TIMEOUT="$DEPLOY_TIMEOUT" "$ROOT/run_demo.sh" start
+  # start TAG: TAG's API first runs beside the running one, under the same name on the compose network
+  # (the front door resolves flask-api every few seconds and balances over both); once it is healthy, the
+  # stack converges on TAG's images (containers whose image changed are recreated, the front door keeps
+  # serving from the surge API meanwhile) and the surge API goes. An API that never gets healthy is
+  # removed before anything that serves is touched.
+  local tag="$1"
+  remove_surge
+  if [[ -n "$(running_tag)" ]]; then
+    log "starting $tag's API beside the running one ($SURGE_CONTAINER)"
+    IMAGE_TAG="$tag" compose run --detach --no-deps --use-aliases --name "$SURGE_CONTAINER" flask-api >/dev/null \
+      || { remove_surge; return 1; }
+    if ! wait_container_healthy "$SURGE_CONTAINER" "$DEPLOY_TIMEOUT"; then
+      docker logs --tail 20 "$SURGE_CONTAINER" >&2 || true
+      remove_surge
+      return 2
+    fi
+  fi
+  local code=0
+  IMAGE_TAG="$tag" RUN_MODE=docker DOCKER_BUILD=0 START_TIMEOUT="$DEPLOY_TIMEOUT" "$ROOT/run_demo.sh" start || code=$?
+  remove_surge
+  return "$code"
 }
 
 cmd_build() {
@@ -103,22 +150,31 @@ cmd_test() {
 }
 
 cmd_deploy() {
-  local tag previous
+  local tag previous kept_current kept_previous code=0
   tag="$(image_tag)"
   require_images "$tag"
+  kept_current="$(state current)" kept_previous="$(state previous)"
   previous="$(running_tag)"
-  [[ -n "$previous" ]] || previous="$(state current)"
+  [[ -n "$previous" ]] || previous="$kept_current"
   if [[ "$previous" == "$tag" ]]; then
-    previous="$(state previous)"  # a second deploy of the same tag keeps the tag to roll back to
+    previous="$kept_previous"  # a second deploy of the same tag keeps the tag to roll back to
   fi
   record previous "$previous"
   record current "$tag"
   history "deploy $tag (previous: ${previous:-none})"
   log "deploying $tag (rolls back to ${previous:-nothing} if it fails)"
-  if start "$tag"; then
+  start "$tag" || code=$?
+  if ((code == 0)); then
     history "deployed $tag: healthy"
     log "deployed $tag"
     return 0
+  fi
+  if ((code == 2)); then
+    # Its API never got healthy beside the running one: nothing that serves was replaced.
+    record current "$kept_current"
+    record previous "$kept_previous"
+    history "deploy $tag failed: its API was not healthy within ${DEPLOY_TIMEOUT}s; ${previous:-nothing} kept serving"
+    die "deploy of $tag failed: its API did not become healthy; ${previous:-the running stack} kept serving"
   fi
   history "deploy $tag failed: not healthy within ${DEPLOY_TIMEOUT}s"
   log "$tag did not become healthy within ${DEPLOY_TIMEOUT}s"

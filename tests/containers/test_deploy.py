@@ -21,7 +21,8 @@ from tests.containers.engine import docker
 from tests.helpers import MEASURED, SETOSA
 
 GOOD = "deploy-good-2"  # the new tag: built by the pipeline from the same source
-BROKEN = "deploy-broken-3"  # its API exits at start: never healthy
+BROKEN_API = "deploy-broken-api-3"  # its API exits at start: never healthy
+BROKEN_UI = "deploy-broken-ui-4"  # a healthy API, a UI that exits: the stack is not healthy after the switch
 
 
 @dataclass
@@ -77,55 +78,75 @@ def running_api_tag() -> str:
     return docker("inspect", "--format", "{{.Config.Image}}", "mlops-flask-api").stdout.strip().split(":", 1)[1]
 
 
-def build_broken(tmp_path: Path) -> None:
-    """A tag whose API exits at once (a release that cannot start), beside the good UI image."""
+def build_broken(tmp_path: Path, tag: str, broken: str, working: str) -> None:
+    """``broken``:``tag`` exits at once (a release that cannot start); ``working``:``tag`` is the good image."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "Dockerfile").write_text(
-        f'FROM mlops-flask-api:{IMAGE_TAG}\nCMD ["python", "-c", "raise SystemExit(\'a broken release\')"]\n',
+        f'FROM {broken}:{IMAGE_TAG}\nCMD ["python", "-c", "raise SystemExit(\'a broken release\')"]\n',
         encoding="utf-8",
     )
-    docker("build", "-q", "-t", f"mlops-flask-api:{BROKEN}", str(tmp_path), timeout=600)
-    docker("tag", f"mlops-streamlit-ui:{IMAGE_TAG}", f"mlops-streamlit-ui:{BROKEN}")
+    docker("build", "-q", "-t", f"{broken}:{tag}", str(tmp_path), timeout=600)
+    docker("tag", f"{working}:{IMAGE_TAG}", f"{working}:{tag}")
 
 
-def test_deploy_new_tag_then_broken_tag_rolls_back(stack: Stack, traffic: Traffic, tmp_path: Path):
+def test_deploy_new_tag_then_broken_tags_keep_or_roll_back(stack: Stack, traffic: Traffic, tmp_path: Path):
     state = Path(stack.env["DEPLOY_STATE_DIR"])
-    # The stack runs IMAGE_TAG; the pipeline builds the new tag (cached layers: the same source).
     sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     tag = stack.must("deploy/pipeline.sh", "tag", IMAGE_TAG="", BUILD_NUMBER="41").stdout.strip()
     assert tag == f"41-{sha}", tag
+    # The stack runs IMAGE_TAG; the pipeline builds the new tag (cached layers: the same source).
     started = time.monotonic()
     stack.must("deploy/pipeline.sh", "build", IMAGE_TAG=GOOD, timeout=1800)
     MEASURED["pipeline build, cached (s)"] = round(time.monotonic() - started, 1)
 
+    # A good tag: its API serves beside the old one, then the stack switches.
     started = time.monotonic()
     stack.must("deploy/pipeline.sh", "deploy", IMAGE_TAG=GOOD)
     MEASURED["deploy of a good tag (s)"] = round(time.monotonic() - started, 1)
     assert running_api_tag() == GOOD
     assert (state / "current").read_text().strip() == GOOD
     assert (state / "previous").read_text().strip() == IMAGE_TAG
-    failed_good = traffic.failed()
-    outage_good = traffic.longest_outage()
+    assert "mlops-flask-api-surge" not in stack.project_containers()
     stack.must("deploy/pipeline.sh", "smoke", PROMETHEUS_TARGET_WAIT="60", timeout=300)
+    MEASURED["deploy of a good tag: failed requests"] = traffic.failed()
+    MEASURED["deploy of a good tag: longest outage (s)"] = round(traffic.longest_outage(), 2)
+    # The surge API takes the traffic while the old one stops: no outage a client would notice.
+    assert traffic.failed() <= len(traffic.outcomes) // 200 and traffic.longest_outage() < 2, (
+        traffic.failed(),
+        traffic.longest_outage(),
+    )
 
-    build_broken(tmp_path)
+    # An API that never gets healthy is refused before anything that serves is touched.
+    build_broken(tmp_path / "api", BROKEN_API, "mlops-flask-api", "mlops-streamlit-ui")
     started = time.monotonic()
-    broken = stack.script("deploy/pipeline.sh", "deploy", IMAGE_TAG=BROKEN, DEPLOY_TIMEOUT="60")
-    MEASURED["deploy of a broken tag, then rollback (s)"] = round(time.monotonic() - started, 1)
+    refused = stack.script("deploy/pipeline.sh", "deploy", IMAGE_TAG=BROKEN_API, DEPLOY_TIMEOUT="60")
+    MEASURED["deploy of a tag whose API never starts (s)"] = round(time.monotonic() - started, 1)
+    assert refused.returncode != 0, refused.stdout
+    assert f"deploy of {BROKEN_API} failed: its API did not become healthy; {GOOD} kept serving" in refused.stderr
+    assert running_api_tag() == GOOD
+    assert (state / "current").read_text().strip() == GOOD
+    assert (state / "previous").read_text().strip() == IMAGE_TAG
+
+    # A stack that is not healthy after the switch is rolled back to the tag that ran before.
+    build_broken(tmp_path / "ui", BROKEN_UI, "mlops-streamlit-ui", "mlops-flask-api")
+    started = time.monotonic()
+    broken = stack.script("deploy/pipeline.sh", "deploy", IMAGE_TAG=BROKEN_UI, DEPLOY_TIMEOUT="60")
+    MEASURED["deploy of a tag whose UI never starts, then rollback (s)"] = round(time.monotonic() - started, 1)
     assert broken.returncode != 0, broken.stdout
-    assert f"deploy of {BROKEN} failed; rolled back to {GOOD}" in broken.stderr, broken.stderr
-    # The previous tag serves again, healthy, and passes the smoke test.
+    assert f"deploy of {BROKEN_UI} failed; rolled back to {GOOD}" in broken.stderr, broken.stderr
     assert running_api_tag() == GOOD
     assert (state / "current").read_text().strip() == GOOD
     stack.must("deploy/pipeline.sh", "smoke", PROMETHEUS_TARGET_WAIT="60", timeout=300)
-    time.sleep(0)  # the traffic thread's last outcomes are in; stop counting here
     traffic.stop.set()
 
     history = (state / "history.log").read_text()
     for line in (
         f"deploy {GOOD} (previous: {IMAGE_TAG})",
         f"deployed {GOOD}: healthy",
-        f"deploy {BROKEN} failed: not healthy within 60s",
-        f"rollback from {BROKEN} to {GOOD}",
+        f"deploy {BROKEN_API} failed: its API was not healthy within 60s; {GOOD} kept serving",
+        f"deploy {BROKEN_UI} (previous: {GOOD})",
+        f"deploy {BROKEN_UI} failed: not healthy within 60s",
+        f"rollback from {BROKEN_UI} to {GOOD}",
         f"rolled back to {GOOD}: healthy",
     ):
         assert line in history, history
@@ -134,12 +155,12 @@ def test_deploy_new_tag_then_broken_tag_rolls_back(stack: Stack, traffic: Traffi
     assert again.returncode != 0 and "nothing to roll back to" in again.stderr
 
     total = len(traffic.outcomes)
-    MEASURED["deploy exercise requests"] = total
-    MEASURED["failed during the good deploy"] = failed_good
-    MEASURED["longest outage, good deploy (s)"] = round(outage_good, 2)
-    MEASURED["failed in all (good deploy, broken deploy, rollback)"] = traffic.failed()
-    MEASURED["longest outage in all (s)"] = round(traffic.longest_outage(), 2)
+    MEASURED["deploy exercise: requests"] = total
+    MEASURED["deploy exercise: failed requests"] = traffic.failed()
+    MEASURED["deploy exercise: longest outage (s)"] = round(traffic.longest_outage(), 2)
     assert total > 100, total
-    assert traffic.outcomes[-1][1], "the API did not serve again after the rollback"
+    assert traffic.failed() <= total // 200 and traffic.longest_outage() < 2, (traffic.failed(), total)
+    assert traffic.outcomes[-1][1], "the API did not serve after the rollback"
     for image in IMAGES:
-        docker("image", "rm", f"{image}:{BROKEN}", check=False)
+        for broken_tag in (BROKEN_API, BROKEN_UI):
+            docker("image", "rm", f"{image}:{broken_tag}", check=False)
