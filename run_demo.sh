@@ -26,9 +26,10 @@
 #   MODELS_DIR the newest model set published in the store is fetched; training happens only when
 #   the store holds none.
 #   MODEL_V1_WEIGHT=50 MODEL_V2_WEIGHT=50 MODELS_DIR=app/models RUN_DIR=run
-# Docker mode: IMAGE_TAG=dev (the images' tag), COMPOSE_PROJECT_NAME=mlops (prefixes the named volumes
-#   that keep the state across stop and start), DOCKER_BUILD=1 (0: start the tagged images as they are,
-#   as deploy/pipeline.sh does). A .env file here (see .env.example) is read as docker-compose reads it:
+# Docker mode: IMAGE_TAG (the images' tag; unset: the tag deploy/pipeline.sh deployed last, started as it
+#   was built, else "dev"), COMPOSE_PROJECT_NAME=mlops (prefixes the named volumes that keep the state
+#   across stop and start), DOCKER_BUILD=1 (0: start the tagged images as they are, as deploy/pipeline.sh
+#   does; 0 by default for a deployed tag). A .env file here (see .env.example) is read as docker-compose reads it:
 #   a variable set in the environment wins over the file.
 set -euo pipefail
 
@@ -36,13 +37,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 
 load_dotenv() {
-  # .env's NAME=VALUE lines, for the variables the environment does not set (compose's rule). Read, never run.
-  local line name value
+  # .env's values of the variables docker-compose.yml reads (the names .env.example lists), for those the
+  # environment does not set: compose's rule. Read, never run; "export ", quotes and a CR are stripped as
+  # compose strips them. Any other name in the file is left to compose.
+  local line name value allowed
   [[ -f .env ]] || return 0
+  allowed=" $(sed -nE 's/^#? ?([A-Z_][A-Z0-9_]*)=.*/\1/p' .env.example | tr '\n' ' ') "
   while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
+    line="${line#export }"
     [[ "$line" =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]] || continue
     name="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
-    [[ -z "${!name+set}" ]] || continue
+    [[ "$allowed" == *" $name "* && -z "${!name+set}" ]] || continue
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then value="${BASH_REMATCH[1]}"; fi
     export "$name=$value"
   done <.env
 }
@@ -56,8 +63,13 @@ API_UPSTREAM_PORT="${API_UPSTREAM_PORT:-}"
 RUN_DIR="${RUN_DIR:-$ROOT/run}"
 RUN_MODE="${RUN_MODE:-auto}"
 START_TIMEOUT="${START_TIMEOUT:-90}"
-IMAGE_TAG="${IMAGE_TAG:-dev}"
 COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-mlops}"
+if [[ -z "${IMAGE_TAG:-}" ]]; then
+  # Where deploy/pipeline.sh deployed a tag, that tag runs (as built; never rebuilt from this working tree).
+  IMAGE_TAG="$(cat "${DEPLOY_STATE_DIR:-$RUN_DIR/deploy}/current" 2>/dev/null || true)"
+  [[ -z "$IMAGE_TAG" ]] || DOCKER_BUILD="${DOCKER_BUILD:-0}"
+fi
+IMAGE_TAG="${IMAGE_TAG:-dev}"
 DOCKER_BUILD="${DOCKER_BUILD:-1}"
 VENV="$ROOT/.venv"
 RUN_SERVICES="${RUN_SERVICES:-all}"
@@ -461,18 +473,19 @@ compose() {
 }
 
 container_states() {
-  # One line per container of the project: "NAME HEALTH" (healthy, starting, unhealthy; "running" or
-  # "exited"... for a container without a healthcheck).
-  local ids
-  ids="$(compose ps -q)"
-  [[ -n "$ids" ]] || return 0
-  # shellcheck disable=SC2086 # one id per word
-  docker inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' $ids \
+  # One line per service container of the project (not one-off "compose run" containers such as a deploy's
+  # surge API): "NAME STATE", STATE being Docker's health (healthy, starting, unhealthy) or, while the
+  # container is not running, its status (restarting, exited...).
+  docker ps --all --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+    --filter "label=com.docker.compose.oneoff=False" --format '{{.ID}}' \
+    | xargs -r docker inspect --format \
+      '{{.Name}} {{if and .State.Running .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
     | sed 's|^/||'
 }
 
 wait_healthy() {
   # wait_healthy SECONDS: every service of the compose file has a container and Docker calls each healthy.
+  # Fails at once when one is unhealthy or keeps exiting (it will not get better by waiting).
   local deadline=$((SECONDS + $1)) states expected
   expected="$(compose config --services | wc -l)"
   while :; do
@@ -481,8 +494,8 @@ wait_healthy() {
       log "every container is healthy"
       return 0
     fi
-    if ((SECONDS >= deadline)); then
-      printf '[run_demo] containers not healthy within %ss:\n%s\n' "$1" "$states" >&2
+    if grep -Eq ' (unhealthy|restarting|exited|dead)$' <<<"$states" || ((SECONDS >= deadline)); then
+      printf '[run_demo] containers not healthy (waited up to %ss):\n%s\n' "$1" "$states" >&2
       return 1
     fi
     sleep 1

@@ -15,7 +15,7 @@
 #   deploy/pipeline.sh smoke      ./test_everything.sh against the deployed stack
 #   deploy/pipeline.sh rollback   start the recorded previous tag again and wait until it is healthy
 #
-# State: DEPLOY_STATE_DIR (default run/deploy) holds "current" and "previous" (tags) and history.log (a
+# State: DEPLOY_STATE_DIR (default RUN_DIR/deploy, run/deploy) holds "current" and "previous" (tags) and history.log (a
 # line per deploy and rollback, with the time). The stack's settings are ./run_demo.sh's (API_PORT,
 # UI_PORT, PROMETHEUS_PORT, BIND_HOST, ADMIN_TOKEN, MODEL_V1_WEIGHT, MODEL_V2_WEIGHT, COMPOSE_PROJECT_NAME,
 # .env); DEPLOY_TIMEOUT=180 seconds.
@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-STATE_DIR="${DEPLOY_STATE_DIR:-$ROOT/run/deploy}"
+STATE_DIR="${DEPLOY_STATE_DIR:-${RUN_DIR:-$ROOT/run}/deploy}"  # where ./run_demo.sh finds the deployed tag too
 DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-180}"
 API_CONTAINER=mlops-flask-api
 SURGE_CONTAINER=mlops-flask-api-surge
@@ -41,7 +41,7 @@ check_settings() {
   [[ "$DEPLOY_TIMEOUT" =~ ^[0-9]{1,5}$ ]] || die "DEPLOY_TIMEOUT must be a number of seconds (got '$DEPLOY_TIMEOUT')"
   local weight
   for weight in MODEL_V1_WEIGHT MODEL_V2_WEIGHT; do
-    [[ -z "${!weight:-}" || "${!weight}" =~ ^[0-9]{1,3}$ ]] || die "$weight must be a whole number (got '${!weight}')"
+    [[ -z "${!weight:-}" || "${!weight}" =~ ^[0-9]{1,7}$ ]] || die "$weight must be a whole number (got '${!weight}')"
   done
 }
 
@@ -83,6 +83,7 @@ running_tag() {
 
 require_images() {
   local image
+  docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info): start one, or set DOCKER_HOST"
   for image in "${IMAGES[@]}"; do
     docker image inspect "$image:$1" >/dev/null 2>&1 || die "image $image:$1 does not exist: deploy/pipeline.sh build first"
   done
@@ -121,10 +122,14 @@ start() {
   # removed before anything that serves is touched.
   local tag="$1"
   remove_surge
+  # An aborted deploy (a Jenkins timeout or abort) leaves no surge API serving an unchecked tag.
+  trap remove_surge EXIT
+  trap 'exit 143' TERM HUP
+  trap 'exit 130' INT
   if [[ -n "$(running_tag)" ]]; then
     log "starting $tag's API beside the running one ($SURGE_CONTAINER)"
     IMAGE_TAG="$tag" compose run --detach --no-deps --use-aliases --name "$SURGE_CONTAINER" flask-api >/dev/null \
-      || { remove_surge; return 1; }
+      || { remove_surge; return 2; }
     if ! wait_container_healthy "$SURGE_CONTAINER" "$DEPLOY_TIMEOUT"; then
       docker logs --tail 20 "$SURGE_CONTAINER" >&2 || true
       remove_surge
@@ -134,6 +139,7 @@ start() {
   local code=0
   IMAGE_TAG="$tag" RUN_MODE=docker DOCKER_BUILD=0 START_TIMEOUT="$DEPLOY_TIMEOUT" "$ROOT/run_demo.sh" start || code=$?
   remove_surge
+  trap - EXIT TERM HUP INT
   return "$code"
 }
 
@@ -170,7 +176,7 @@ cmd_deploy() {
     return 0
   fi
   if ((code == 2)); then
-    # Its API never got healthy beside the running one: nothing that serves was replaced.
+    # Its API never got healthy beside the running one (or could not be started): nothing that serves was replaced.
     record current "$kept_current"
     record previous "$kept_previous"
     history "deploy $tag failed: its API was not healthy within ${DEPLOY_TIMEOUT}s; ${previous:-nothing} kept serving"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.settings import REPO_DIR
-from tests.containers.engine import docker, docker_engine, ensure_base_image, pinned_base_images
+from tests.containers.engine import Engine, docker, docker_engine, ensure_base_image, pinned_base_images
 from tests.helpers import MEASURED, free_port
 
 ADMIN_TOKEN = "container-test-admin-token-0123456789"
@@ -73,13 +73,13 @@ class Stack:
 
 
 @pytest.fixture(scope="package")
-def engine() -> Iterator[str]:
+def engine() -> Iterator[Engine]:
     """An engine that answers, DOCKER_HOST set for the tests' commands while the package runs."""
     saved = os.environ.get("DOCKER_HOST")
-    with docker_engine() as host:
-        os.environ["DOCKER_HOST"] = host
+    with docker_engine() as started:
+        os.environ["DOCKER_HOST"] = started.host
         try:
-            yield host
+            yield started
         finally:
             if saved is None:
                 os.environ.pop("DOCKER_HOST", None)
@@ -88,22 +88,22 @@ def engine() -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
-def base_images(engine: str) -> dict[str, str]:
+def base_images(engine: Engine) -> dict[str, str]:
     """Every pinned public image present: {name: "present" | "pulled" | "stand-in"}."""
     started = time.monotonic()
-    how = {name: ensure_base_image(name) for name in pinned_base_images()}
+    how = {name: ensure_base_image(name, engine) for name in pinned_base_images()}
     MEASURED["base images"] = how
     MEASURED["base images ready (s)"] = round(time.monotonic() - started, 1)
     return how
 
 
 @pytest.fixture(scope="package")
-def stack_env(engine: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def stack_env(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment the stack's scripts run in: free loopback ports, an admin token, its own project."""
     run_dir = tmp_path_factory.mktemp("container-run")
     env = {
         **os.environ,
-        "DOCKER_HOST": engine,
+        "DOCKER_HOST": engine.host,
         "RUN_MODE": "docker",
         "RUN_DIR": str(run_dir),
         "DEPLOY_STATE_DIR": str(run_dir / "deploy"),

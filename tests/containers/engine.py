@@ -83,13 +83,19 @@ def engine_answers() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Engine:
+    host: str  # DOCKER_HOST
+    own: bool  # started by the tests: stand-ins may be tagged there, never in the caller's engine
+
+
 @contextmanager
-def docker_engine() -> Iterator[str]:
-    """DOCKER_HOST of an engine that answers: the caller's, or one started here (and stopped after)."""
+def docker_engine() -> Iterator[Engine]:
+    """An engine that answers: the caller's, or one started here (and stopped after)."""
     if shutil.which("docker") is None:
         pytest.fail("the docker CLI is not installed: ./install.sh --dev installs it (Debian: docker.io)")
     if engine_answers():
-        yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        yield Engine(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), own=False)
         return
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.path.exists(dockerd):
@@ -124,7 +130,7 @@ def docker_engine() -> Iterator[str]:
                 tail = (ENGINE_ROOT / "dockerd.log").read_text(errors="replace")[-3000:]
                 pytest.fail(f"dockerd did not start (exit {process.poll()}):\n{tail}")
             time.sleep(0.2)
-        yield host
+        yield Engine(host, own=True)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -164,12 +170,14 @@ def image_exists(name: str) -> bool:
     return docker("image", "inspect", name, check=False).returncode == 0
 
 
-def ensure_base_image(name: str) -> str:
-    """``name`` present in the engine: already there, pulled, or built as a stand-in. Says which."""
+def ensure_base_image(name: str, engine: Engine) -> str:
+    """``name`` present in the engine: already there, pulled, or (in the tests' own engine) built as a stand-in."""
     if image_exists(name):
         return "present"
     if docker("pull", name, timeout=600, check=False).returncode == 0:
         return "pulled"
+    if not engine.own:
+        pytest.fail(f"{name} cannot be pulled; stand-ins are built only in the tests' own engine (unset DOCKER_HOST)")
     repository = name.rsplit(":", 1)[0]
     if repository not in STANDINS:
         pytest.fail(f"{name} cannot be pulled and there is no stand-in recipe for {repository}")

@@ -94,6 +94,10 @@ def test_deploy_new_tag_then_broken_tags_keep_or_roll_back(stack: Stack, traffic
     sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     tag = stack.must("deploy/pipeline.sh", "tag", IMAGE_TAG="", BUILD_NUMBER="41").stdout.strip()
     assert tag == f"41-{sha}", tag
+    never = stack.script("deploy/pipeline.sh", "deploy", IMAGE_TAG="never-built")
+    assert never.returncode == 1 and "mlops-flask-api:never-built does not exist: deploy/pipeline.sh build first" in (
+        never.stderr
+    )
     # The stack runs IMAGE_TAG; the pipeline builds the new tag (cached layers: the same source).
     started = time.monotonic()
     stack.must("deploy/pipeline.sh", "build", IMAGE_TAG=GOOD, timeout=1800)

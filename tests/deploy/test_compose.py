@@ -297,7 +297,7 @@ def test_env_example_lists_every_variable_compose_reads():
     text = COMPOSE_FILE.read_text(encoding="utf-8")
     read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-[^}]*)?\}", text))
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", example, re.M))
+    listed = set(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", example, re.M))
     assert read <= listed, f".env.example lacks {sorted(read - listed)}"
     assert listed - read == {"COMPOSE_PROJECT_NAME"}, sorted(listed - read)
     assert re.search(r"^ADMIN_TOKEN=$", example, re.M), "no secret value in the example"

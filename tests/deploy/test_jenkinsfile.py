@@ -71,8 +71,13 @@ def test_jenkinsfile_stages_call_the_pipeline_script():
 
 
 def test_jenkinsfile_admin_token_from_credentials_only():
+    """The token is bound only where the stack starts (not where the tests and pip run), from the credential."""
     text = jenkinsfile()
-    assert re.search(r"ADMIN_TOKEN\s*=\s*credentials\('mlops-admin-token'\)", text)
+    for stage in ("Deploy", "Smoke test"):
+        assert re.search(r"ADMIN_TOKEN\s*=\s*credentials\('mlops-admin-token'\)", stage_body(stage)), stage
+    for stage in ("Checkout", "Test", "Build images"):
+        assert "ADMIN_TOKEN" not in stage_body(stage), stage
+    assert len(re.findall(r"ADMIN_TOKEN\s*=", text)) == 2, "bound nowhere else (not pipeline-wide)"
     literal = re.findall(r"ADMIN_TOKEN\s*[=:]\s*(?!credentials\()['\"]?([^\s'\"]+)", text)
     assert not [v for v in literal if not v.startswith("${")], f"literal ADMIN_TOKEN in Jenkinsfile: {literal}"
 
