@@ -28,6 +28,11 @@ STATE_DIR="${DEPLOY_STATE_DIR:-${RUN_DIR:-$ROOT/run}/deploy}"  # where ./run_dem
 DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-180}"
 API_CONTAINER=mlops-flask-api
 SURGE_CONTAINER=mlops-flask-api-surge
+# How long the surge API keeps serving after the switch: the front door re-resolves flask-api every 5 s
+# ("resolver ... valid=5s") and, after an error from an address, skips it for 10 s (nginx's default
+# fail_timeout). A new container may get the old one's address, so the surge stays until both have passed
+# and the new API is surely in the front door's list and not skipped.
+DRAIN_SECONDS=15
 IMAGES=(mlops-flask-api mlops-streamlit-ui)
 
 log() { printf '[pipeline] %s\n' "$*"; }
@@ -138,6 +143,10 @@ start() {
   fi
   local code=0
   IMAGE_TAG="$tag" RUN_MODE=docker DOCKER_BUILD=0 START_TIMEOUT="$DEPLOY_TIMEOUT" "$ROOT/run_demo.sh" start || code=$?
+  if [[ -n "$(health "$SURGE_CONTAINER")" ]]; then
+    log "draining: the surge API serves beside the new one for ${DRAIN_SECONDS}s more"
+    sleep "$DRAIN_SECONDS"
+  fi
   remove_surge
   trap - EXIT TERM HUP INT
   return "$code"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,12 @@ def test_deploy_needs_an_engine_and_rollback_a_recorded_tag(tmp_path):
 def test_unknown_command_prints_the_usage(tmp_path):
     result = pipeline(tmp_path, "ship-it")
     assert result.returncode == 1 and "usage: deploy/pipeline.sh tag|build|test|deploy|smoke|rollback" in result.stderr
+
+
+def test_surge_drain_outlasts_the_front_doors_dns_and_failure_memory():
+    """The surge API stays until the front door has re-resolved flask-api and forgotten a failure of its address."""
+    conf = (ROOT / "docker" / "nginx" / "frontdoor.compose.conf").read_text(encoding="utf-8")
+    (valid,) = re.findall(r"^\s*resolver \S+ valid=(\d+)s", conf, re.M)
+    assert "fail_timeout=" not in conf, "the drain below assumes nginx's default fail_timeout (10 s)"
+    (drain,) = re.findall(r"^DRAIN_SECONDS=(\d+)$", PIPELINE.read_text(encoding="utf-8"), re.M)
+    assert int(drain) >= int(valid) + 10, (drain, valid)
