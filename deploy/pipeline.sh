@@ -96,7 +96,11 @@ require_images() {
 
 compose() { RUN_MODE=docker "$ROOT/run_demo.sh" compose "$@"; }
 
-health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null; }
+health() {
+  # Docker's health of a running container, else its status (exited...); as run_demo.sh reads its containers.
+  docker inspect --format \
+    '{{if and .State.Running .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null
+}
 
 wait_container_healthy() {
   # wait_container_healthy NAME SECONDS: Docker calls NAME's health "healthy"; fails once it is unhealthy,
