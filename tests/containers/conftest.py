@@ -11,8 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
 
@@ -31,8 +30,6 @@ class Stack:
     """Where the running container stack answers, and how to drive its scripts."""
 
     env: dict[str, str]
-    run_dir: str
-    started: list[float] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -123,9 +120,9 @@ def stack_env(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture(scope="package")
-def built_images(base_images: dict[str, str], stack_env: dict[str, str]) -> dict[str, Any]:
+def built_images(base_images: dict[str, str], stack_env: dict[str, str]) -> dict[str, int]:
     """The project's images built as IMAGE_TAG by the project's own script; their sizes."""
-    stack = Stack(stack_env, stack_env["RUN_DIR"])
+    stack = Stack(stack_env)
     started = time.monotonic()
     stack.must("run_demo.sh", "build", timeout=1800)
     MEASURED["project images build (s)"] = round(time.monotonic() - started, 1)
@@ -138,9 +135,9 @@ def built_images(base_images: dict[str, str], stack_env: dict[str, str]) -> dict
 
 
 @pytest.fixture(scope="package")
-def stack(built_images: dict[str, Any], stack_env: dict[str, str]) -> Iterator[Stack]:
+def stack(built_images: dict[str, int], stack_env: dict[str, str]) -> Iterator[Stack]:
     """The whole stack up through ``RUN_MODE=docker ./run_demo.sh``; stopped, its volumes removed, after."""
-    running = Stack(stack_env, stack_env["RUN_DIR"])
+    running = Stack(stack_env)
     leftovers = running.project_containers()
     if leftovers:  # a run killed before its teardown
         running.must("run_demo.sh", "stop")
