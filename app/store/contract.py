@@ -17,6 +17,13 @@ Counters
     Requests, labels, correct labels and a latency histogram per (experiment, version, hour) are kept as
     the rows are written and labelled, so reports cost O(periods x versions x hours), never O(log size).
     They outlive the rows: trimming the log does not change what the reports count.
+Shadow predictions
+    A shadow version's rows (``shadow_of`` set) are logged and labelled with the served row they scored beside,
+    but never counted as served: they have counters of their own (``shadow_counts``), the drift window leaves
+    them out, and /feedback cannot label them directly.
+Rollouts and leases
+    A rollout's decisions are compare-and-set on its step, so two evaluators can never both move it; the lease
+    makes one of them the evaluator in the first place.
 Retention
     ``trim`` keeps the newest ``keep_rows`` prediction rows, drops queued labels older than
     ``pending_seconds`` (their prediction never arrived) and counters older than ``counts_seconds``.
@@ -51,6 +58,11 @@ class Experiment:
     weights: dict[str, int]
     env_weights: dict[str, int]
     source: str
+    shadow: tuple[str, ...] = ()
+    """Versions that score every routed row off the response path, never answering anyone."""
+    policy: dict[str, Any] | None = None
+    """How weights move within the period's policy: None for fixed weights, or e.g. ``{"name": "thompson",
+    "min_share": 0.1, "since_experiment": 12}`` (the bandit's first period)."""
 
 
 class PredictionRecord(NamedTuple):
@@ -66,6 +78,10 @@ class PredictionRecord(NamedTuple):
     latency_ms: float
     user_hash: str | None = None
     client_hash: str | None = None
+    shadow_of: str | None = None
+    """For a shadow version's prediction: the id of the served prediction it scored beside (never returned)."""
+    served_prediction: int | None = None
+    """For a shadow prediction: what the served version answered, for the agreement counter."""
 
 
 class LabelItem(NamedTuple):
@@ -101,6 +117,42 @@ class VariantCounts:
     requests: int
     labeled: int
     correct: int
+
+
+@dataclass(frozen=True)
+class ShadowCounts:
+    """Per (experiment, shadow version): rows scored, rows agreeing with the served answer, and on the rows
+    labelled since, how often the shadow version and the served one were right, and how often exactly one was."""
+
+    experiment_id: int | None
+    version: str
+    requests: int
+    agreed: int
+    labeled: int
+    correct: int
+    served_correct: int
+    discordant: int
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A canary rollout: its plan, where it is, and every decision taken so far (oldest first)."""
+
+    id: int
+    plan: dict[str, Any]
+    state: str
+    """running, promoted, rolled_back or aborted."""
+    step: int
+    """Index into the plan's steps of the step in force (0-based)."""
+    experiment_id: int
+    """The experiment period of the step in force (or of the final weights once it ended)."""
+    started_at: float
+    updated_at: float
+    history: list[dict[str, Any]]
+
+
+class RolloutConflict(Exception):
+    """A rollout is already running (or the one being decided has moved on: another evaluator decided)."""
 
 
 class WindowRow(NamedTuple):
@@ -150,8 +202,16 @@ class Store(Protocol):
         Atomic: processes calling this at once with the same arguments get the same period.
         """
 
-    def start_experiment(self, weights: dict[str, int], env_weights: dict[str, int], source: str) -> Experiment:
-        """Record a weights change: a new experiment period with a higher id starts now."""
+    def start_experiment(
+        self,
+        weights: dict[str, int],
+        env_weights: dict[str, int],
+        source: str,
+        *,
+        shadow: Sequence[str] = (),
+        policy: dict[str, Any] | None = None,
+    ) -> Experiment:
+        """Record a routing change: a new experiment period with a higher id starts now."""
 
     def experiments(self) -> list[Experiment]:
         """Every experiment period, oldest first."""
@@ -190,13 +250,49 @@ class Store(Protocol):
         A prediction with a label keeps it unless ``relabel``; a correction is never counted twice.
         """
 
-    def variant_counts(self, *, experiment_id: int | None = None, since: float | None = None) -> list[VariantCounts]:
-        """Requests, labelled and correct predictions per (experiment, version), from the counters."""
+    def variant_counts(
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
+    ) -> list[VariantCounts]:
+        """Requests, labelled and correct predictions per (experiment, version), from the counters; for one
+        period, the periods from ``from_experiment`` on, the hours since ``since``, or everything."""
+
+    def shadow_counts(
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
+    ) -> list[ShadowCounts]:
+        """The shadow versions' counters per (experiment, version), selected like ``variant_counts``."""
 
     def latency_histograms(
-        self, *, experiment_id: int | None = None, since: float | None = None
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
     ) -> dict[str, list[int]]:
         """Per version, the count of predictions in each bucket of ``app.stats.latency.LATENCY_BUCKETS``."""
+
+    def current_rollout(self) -> Rollout | None:
+        """The latest rollout (running or ended), or None when none was ever started."""
+
+    def start_rollout(self, plan: dict[str, Any], weights: dict[str, int], entry: dict[str, Any]) -> Rollout:
+        """Start a rollout and its first step's period (with ``weights``, keeping the current shadow versions),
+        atomically; ``entry`` is its first history entry. RolloutConflict while another one runs."""
+
+    def decide_rollout(
+        self,
+        rollout_id: int,
+        step: int,
+        *,
+        state: str,
+        new_step: int,
+        entry: dict[str, Any],
+        weights: dict[str, int] | None,
+    ) -> Rollout:
+        """Record a decision on a running rollout that is still at ``step``, and with ``weights`` start the
+        period it leads to, atomically. RolloutConflict when the rollout ended or moved meanwhile (another
+        evaluator decided first): the decision is then not recorded."""
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` holds it now. A lease is
+        taken over only once it expired, so one holder at a time decides for every worker and host."""
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up now if ``holder`` holds it (a clean shutdown), so another takes over at once."""
 
     def counted_since(self) -> float | None:
         """The start of the oldest hour the counters still hold, or None when they hold nothing."""

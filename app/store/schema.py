@@ -173,10 +173,47 @@ def _v3(d: Dialect) -> list[str]:
     ]
 
 
+def _v4(d: Dialect) -> list[str]:
+    return [
+        "ALTER TABLE experiments ADD COLUMN shadow TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE experiments ADD COLUMN policy TEXT",
+        "ALTER TABLE predictions ADD COLUMN shadow_of TEXT",
+        "CREATE INDEX predictions_shadow_of ON predictions (shadow_of) WHERE shadow_of IS NOT NULL",
+        """CREATE TABLE shadow_counts (
+            experiment_id INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            hour BIGINT NOT NULL,
+            requests BIGINT NOT NULL DEFAULT 0,
+            agreed BIGINT NOT NULL DEFAULT 0,
+            labeled BIGINT NOT NULL DEFAULT 0,
+            correct BIGINT NOT NULL DEFAULT 0,
+            served_correct BIGINT NOT NULL DEFAULT 0,
+            discordant BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (experiment_id, version, hour)
+        )""",
+        f"""CREATE TABLE rollouts (
+            id {d.serial_pk},
+            plan TEXT NOT NULL,
+            state TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            experiment_id BIGINT NOT NULL,
+            started_at {d.float_type} NOT NULL,
+            updated_at {d.float_type} NOT NULL,
+            history TEXT NOT NULL
+        )""",
+        f"""CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at {d.float_type} NOT NULL
+        )""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "experiments, prediction log, control", _v1),
     Migration(2, "running counters, pending labels, secrets, client hash", _v2, _v2_data),
     Migration(3, "model sets shared by every host", _v3),
+    Migration(4, "shadow versions, routing policies, rollouts and leases", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -27,6 +27,9 @@ from app.store.contract import (
     ModelSetFiles,
     PredictionRecord,
     PublishedSet,
+    Rollout,
+    RolloutConflict,
+    ShadowCounts,
     StoreHealth,
     StoreUnavailable,
     VariantCounts,
@@ -39,7 +42,9 @@ LOCK_EXPERIMENTS = 7_301
 LOCK_LABELS = 7_302
 LOCK_MIGRATIONS = 7_303
 
-_EXPERIMENT_COLUMNS = "id, started_at, weights, env_weights, source"
+_EXPERIMENT_COLUMNS = "id, started_at, weights, env_weights, source, shadow, policy"
+_ROLLOUT_COLUMNS = "id, plan, state, step, experiment_id, started_at, updated_at, history"
+_ROLLOUT_STATES = ("running", "promoted", "rolled_back", "aborted")
 _NO_PERIOD = 0  # counters key a prediction served with no experiment period (store down at start) under 0
 
 
@@ -122,26 +127,54 @@ class SqlStore(ABC):
             self._announce(cur, "experiment")
             return started
 
-    def start_experiment(self, weights: dict[str, int], env_weights: dict[str, int], source: str) -> Experiment:
-        """Record a weights change: a new experiment period starts now."""
+    def start_experiment(
+        self,
+        weights: dict[str, int],
+        env_weights: dict[str, int],
+        source: str,
+        *,
+        shadow: Sequence[str] = (),
+        policy: dict[str, Any] | None = None,
+    ) -> Experiment:
+        """Record a routing change: a new experiment period starts now."""
         with self._transaction() as cur:
             self._take_lock(cur, LOCK_EXPERIMENTS)
-            started = self._insert_experiment(cur, weights, env_weights, source)
+            started = self._insert_experiment(cur, weights, env_weights, source, shadow=shadow, policy=policy)
             self._announce(cur, "experiment")
             return started
 
     def _insert_experiment(
-        self, cur: Cursor, weights: dict[str, int], env_weights: dict[str, int], source: str
+        self,
+        cur: Cursor,
+        weights: dict[str, int],
+        env_weights: dict[str, int],
+        source: str,
+        *,
+        shadow: Sequence[str] = (),
+        policy: dict[str, Any] | None = None,
     ) -> Experiment:
         started = time.time()
         cur.execute(
             self._q(
-                "INSERT INTO experiments (started_at, weights, env_weights, source) VALUES (?, ?, ?, ?) RETURNING id"
+                "INSERT INTO experiments (started_at, weights, env_weights, source, shadow, policy) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
             ),
-            (started, json.dumps(weights, sort_keys=True), json.dumps(env_weights, sort_keys=True), source),
+            (
+                started,
+                json.dumps(weights, sort_keys=True),
+                json.dumps(env_weights, sort_keys=True),
+                source,
+                json.dumps(list(shadow)),
+                None if policy is None else json.dumps(policy, sort_keys=True),
+            ),
         )
         new_id = int(cur.fetchall()[0][0])
-        return Experiment(new_id, started, dict(weights), dict(env_weights), source)
+        return Experiment(new_id, started, dict(weights), dict(env_weights), source, tuple(shadow), policy)
+
+    def _latest_experiment(self, cur: Cursor) -> Experiment | None:
+        cur.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments ORDER BY id DESC LIMIT 1")
+        rows = cur.fetchall()
+        return _experiment(rows[0]) if rows else None
 
     # -- control and secrets -------------------------------------------------------------------
 
@@ -187,12 +220,17 @@ class SqlStore(ABC):
             cur.executemany(
                 self._q(
                     "INSERT INTO predictions (prediction_id, ts, experiment_id, model_version, features, prediction, "
-                    "probabilities, latency_ms, user_hash, client_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "probabilities, latency_ms, user_hash, client_hash, shadow_of) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 [_prediction_row(r) for r in records],
             )
-            self._count_requests(cur, records)
-            self._apply_pending(cur, {r.prediction_id for r in records})
+            served = [r for r in records if r.shadow_of is None]
+            shadow = [r for r in records if r.shadow_of is not None]
+            self._count_requests(cur, served)
+            self._count_shadow(cur, shadow)
+            self._apply_pending(cur, {r.prediction_id for r in served})
+            self._label_late_shadow(cur, [r.prediction_id for r in shadow])
 
     def _not_stored(self, cur: Cursor, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
         ids = [r.prediction_id for r in records]
@@ -226,6 +264,71 @@ class SqlStore(ABC):
             [(*key, n) for key, n in latency.items()],
         )
 
+    def _count_shadow(self, cur: Cursor, records: Sequence[PredictionRecord]) -> None:
+        scored: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0, 0])
+        for r in records:
+            entry = scored[(r.experiment_id or _NO_PERIOD, r.model_version, int(r.ts // COUNT_BUCKET_SECONDS))]
+            entry[0] += 1
+            entry[1] += int(r.served_prediction is not None and int(r.prediction) == int(r.served_prediction))
+        self._add_shadow_counts(cur, {key: (n, agreed, 0, 0, 0, 0) for key, (n, agreed) in scored.items()})
+
+    def _add_shadow_counts(self, cur: Cursor, deltas: dict[tuple[int, str, int], tuple[int, ...]]) -> None:
+        """Add (requests, agreed, labeled, correct, served_correct, discordant) to each key's shadow counters."""
+        if not deltas:
+            return
+        columns = ("requests", "agreed", "labeled", "correct", "served_correct", "discordant")
+        cur.executemany(
+            self._q(
+                f"INSERT INTO shadow_counts (experiment_id, version, hour, {', '.join(columns)}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, version, hour) DO UPDATE SET "
+                + ", ".join(f"{c} = shadow_counts.{c} + excluded.{c}" for c in columns)
+            ),
+            [(*key, *d) for key, d in deltas.items()],
+        )
+
+    def _label_shadow(self, cur: Cursor, served_id: str, served_prediction: int, label: int, now: float) -> None:
+        """Give a served prediction's label to the shadow predictions made beside it; their counters follow."""
+        cur.execute(
+            self._q(
+                "SELECT prediction_id, experiment_id, model_version, ts, prediction, label FROM predictions "
+                f"WHERE shadow_of = ?{self.dialect.for_update}"
+            ),
+            (served_id,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return
+        deltas: dict[tuple[int, str, int], list[int]] = defaultdict(lambda: [0] * 6)
+        for pid, experiment_id, version, ts, prediction, previous in rows:
+            delta = deltas[(experiment_id or _NO_PERIOD, version, int(ts // COUNT_BUCKET_SECONDS))]
+            # A relabel takes the old label's contribution back; requests and agreement do not depend on labels.
+            for i, n in enumerate(_shadow_outcome(int(prediction), served_prediction, label), start=2):
+                delta[i] += n
+            if previous is not None:
+                for i, n in enumerate(_shadow_outcome(int(prediction), served_prediction, int(previous)), start=2):
+                    delta[i] -= n
+            cur.execute(
+                self._q("UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ?"),
+                (int(label), now, pid),
+            )
+        self._add_shadow_counts(cur, {key: tuple(d) for key, d in deltas.items()})
+
+    def _label_late_shadow(self, cur: Cursor, shadow_ids: Sequence[str]) -> None:
+        """Shadow rows written after their served row was labelled take its label now."""
+        now = time.time()
+        for chunk in _chunks(shadow_ids, 500):
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._q(
+                    "SELECT p.prediction_id, p.prediction, p.label FROM predictions s "
+                    "JOIN predictions p ON p.prediction_id = s.shadow_of "
+                    f"WHERE s.prediction_id IN ({marks}) AND s.label IS NULL AND p.label IS NOT NULL"
+                ),
+                chunk,
+            )
+            for served_id, served_prediction, label in {tuple(r) for r in cur.fetchall()}:
+                self._label_shadow(cur, str(served_id), int(served_prediction), int(label), now)
+
     def _apply_pending(self, cur: Cursor, written: set[str]) -> None:
         cur.execute("SELECT prediction_id, label FROM pending_labels")
         due = [LabelItem(str(pid), int(label)) for pid, label in cur.fetchall() if pid in written]
@@ -248,12 +351,14 @@ class SqlStore(ABC):
             oldest_hour = int((now - counts_seconds) // COUNT_BUCKET_SECONDS)
             cur.execute(self._q("DELETE FROM period_counts WHERE hour < ?"), (oldest_hour,))
             cur.execute(self._q("DELETE FROM latency_counts WHERE hour < ?"), (oldest_hour,))
+            cur.execute(self._q("DELETE FROM shadow_counts WHERE hour < ?"), (oldest_hour,))
             return dropped
 
     def recent_window(self, limit: int, since: float) -> list[WindowRow]:
         """The newest predictions logged at or after ``since``, newest first."""
         rows = self._read(
-            "SELECT features, user_hash, client_hash FROM predictions WHERE ts >= ? ORDER BY id DESC LIMIT ?",
+            "SELECT features, user_hash, client_hash FROM predictions WHERE ts >= ? AND shadow_of IS NULL "
+            "ORDER BY id DESC LIMIT ?",
             (float(since), int(limit)),
         )
         return [WindowRow(json.loads(r[0]), r[1], r[2]) for r in rows]
@@ -266,7 +371,7 @@ class SqlStore(ABC):
         """One logged prediction by id."""
         rows = self._read(
             "SELECT prediction_id, ts, experiment_id, model_version, features, prediction, probabilities, "
-            "latency_ms, user_hash, client_hash, label FROM predictions WHERE prediction_id = ?",
+            "latency_ms, user_hash, client_hash, label, shadow_of FROM predictions WHERE prediction_id = ?",
             (prediction_id,),
         )
         if not rows:
@@ -284,6 +389,7 @@ class SqlStore(ABC):
             "user_hash": r[8],
             "client_hash": r[9],
             "label": r[10],
+            "shadow_of": r[11],
         }
 
     # -- labels --------------------------------------------------------------------------------
@@ -324,7 +430,7 @@ class SqlStore(ABC):
             cur.execute(
                 self._q(
                     "SELECT experiment_id, model_version, ts, prediction, label FROM predictions "
-                    f"WHERE prediction_id = ?{self.dialect.for_update}"
+                    f"WHERE prediction_id = ? AND shadow_of IS NULL{self.dialect.for_update}"
                 ),
                 (item.prediction_id,),
             )
@@ -341,6 +447,7 @@ class SqlStore(ABC):
                 self._q("UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ?"),
                 (int(item.label), now, item.prediction_id),
             )
+            self._label_shadow(cur, item.prediction_id, prediction, int(item.label), now)
             delta = deltas[(experiment_id or _NO_PERIOD, version, int(ts // COUNT_BUCKET_SECONDS))]
             delta[0] += 1 if previous is None else 0
             delta[1] += int(item.label == prediction) - (int(previous == prediction) if previous is not None else 0)
@@ -393,11 +500,113 @@ class SqlStore(ABC):
         files = self._read("SELECT name, data FROM model_files WHERE set_id = ?", (int(set_id),))
         return ModelSetFiles(bytes(head[0][0]), head[0][1], {str(name): bytes(data) for name, data in files})
 
+    # -- rollouts and leases ---------------------------------------------------------------------
+
+    def current_rollout(self) -> Rollout | None:
+        """The latest rollout, running or ended."""
+        rows = self._read(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY id DESC LIMIT 1")
+        return _rollout(rows[0]) if rows else None
+
+    def start_rollout(self, plan: dict[str, Any], weights: dict[str, int], entry: dict[str, Any]) -> Rollout:
+        """Start a rollout and its first period in one transaction; RolloutConflict while one runs."""
+        with self._transaction() as cur:
+            self._take_lock(cur, LOCK_EXPERIMENTS)
+            cur.execute(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY id DESC LIMIT 1")
+            rows = cur.fetchall()
+            if rows and rows[0][2] == "running":
+                raise RolloutConflict(f"rollout {rows[0][0]} is running")
+            latest = self._latest_experiment(cur)
+            env = latest.env_weights if latest else dict(weights)
+            shadow = latest.shadow if latest else ()
+            now = time.time()
+            cur.execute(
+                self._q(
+                    "INSERT INTO rollouts (plan, state, step, experiment_id, started_at, updated_at, history) "
+                    "VALUES (?, 'running', 0, 0, ?, ?, '[]') RETURNING id"
+                ),
+                (json.dumps(plan, sort_keys=True), now, now),
+            )
+            rollout_id = int(cur.fetchall()[0][0])
+            period = self._insert_experiment(cur, weights, env, f"rollout {rollout_id} step 1", shadow=shadow)
+            history = [{**entry, "experiment_id": period.id}]
+            cur.execute(
+                self._q("UPDATE rollouts SET experiment_id = ?, history = ? WHERE id = ?"),
+                (period.id, json.dumps(history), rollout_id),
+            )
+            self._announce(cur, "experiment")
+            return Rollout(rollout_id, dict(plan), "running", 0, period.id, now, now, history)
+
+    def decide_rollout(
+        self,
+        rollout_id: int,
+        step: int,
+        *,
+        state: str,
+        new_step: int,
+        entry: dict[str, Any],
+        weights: dict[str, int] | None,
+    ) -> Rollout:
+        """Record a decision on a rollout still running at ``step`` (compare-and-set), with its new period."""
+        if state not in _ROLLOUT_STATES:
+            raise ValueError(f"unknown rollout state {state!r}")
+        with self._transaction() as cur:
+            self._take_lock(cur, LOCK_EXPERIMENTS)
+            cur.execute(
+                self._q(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?{self.dialect.for_update}"),
+                (int(rollout_id),),
+            )
+            rows = cur.fetchall()
+            if not rows:
+                raise RolloutConflict(f"no rollout {rollout_id}")
+            current = _rollout(rows[0])
+            if current.state != "running" or current.step != step:
+                raise RolloutConflict(f"rollout {rollout_id} is {current.state} at step {current.step + 1} now")
+            experiment_id = current.experiment_id
+            if weights is not None:
+                latest = self._latest_experiment(cur)
+                env = latest.env_weights if latest else dict(weights)
+                shadow = latest.shadow if latest else ()
+                what = f"step {new_step + 1}" if state == "running" else state
+                source = f"rollout {rollout_id} {what}"
+                experiment_id = self._insert_experiment(cur, weights, env, source, shadow=shadow).id
+                self._announce(cur, "experiment")
+            history = [*current.history, {**entry, "experiment_id": experiment_id}]
+            now = time.time()
+            cur.execute(
+                self._q(
+                    "UPDATE rollouts SET state = ?, step = ?, experiment_id = ?, updated_at = ?, history = ? "
+                    "WHERE id = ?"
+                ),
+                (state, int(new_step), experiment_id, now, json.dumps(history), int(rollout_id)),
+            )
+            return Rollout(rollout_id, current.plan, state, new_step, experiment_id, current.started_at, now, history)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease if it is free or expired, renew it if ``holder`` has it; True when ``holder`` holds it."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+                    "WHERE leases.holder = excluded.holder OR leases.expires_at < ? RETURNING holder"
+                ),
+                (name, holder, now + ttl, now),
+            )
+            return bool(cur.fetchall())
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it."""
+        with self._transaction() as cur:
+            cur.execute(self._q("DELETE FROM leases WHERE name = ? AND holder = ?"), (name, holder))
+
     # -- counters ------------------------------------------------------------------------------
 
-    def variant_counts(self, *, experiment_id: int | None = None, since: float | None = None) -> list[VariantCounts]:
+    def variant_counts(
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
+    ) -> list[VariantCounts]:
         """Requests, labelled and correct predictions per (experiment, version) in the period."""
-        where, params = _period(experiment_id, since)
+        where, params = _period(experiment_id, since, from_experiment)
         rows = self._read(
             "SELECT experiment_id, version, SUM(requests), SUM(labeled), SUM(correct) FROM period_counts "
             f"{where} GROUP BY experiment_id, version ORDER BY experiment_id, version",
@@ -408,11 +617,24 @@ class SqlStore(ABC):
             for r in rows
         ]
 
+    def shadow_counts(
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
+    ) -> list[ShadowCounts]:
+        """The shadow versions' counters per (experiment, version) in the period."""
+        where, params = _period(experiment_id, since, from_experiment)
+        rows = self._read(
+            "SELECT experiment_id, version, SUM(requests), SUM(agreed), SUM(labeled), SUM(correct), "
+            f"SUM(served_correct), SUM(discordant) FROM shadow_counts {where} "
+            "GROUP BY experiment_id, version ORDER BY experiment_id, version",
+            params,
+        )
+        return [ShadowCounts(None if r[0] == _NO_PERIOD else int(r[0]), r[1], *(int(x) for x in r[2:])) for r in rows]
+
     def latency_histograms(
-        self, *, experiment_id: int | None = None, since: float | None = None
+        self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None
     ) -> dict[str, list[int]]:
         """Per version, predictions per latency bucket in the period."""
-        where, params = _period(experiment_id, since)
+        where, params = _period(experiment_id, since, from_experiment)
         rows = self._read(
             f"SELECT version, bucket, SUM(n) FROM latency_counts {where} GROUP BY version, bucket", params
         )
@@ -428,7 +650,28 @@ class SqlStore(ABC):
 
 
 def _experiment(row: Sequence[Any]) -> Experiment:
-    return Experiment(int(row[0]), float(row[1]), json.loads(row[2]), json.loads(row[3]), str(row[4]))
+    weights, env_weights, shadow = json.loads(row[2]), json.loads(row[3]), tuple(json.loads(row[5]))
+    policy = json.loads(row[6]) if row[6] else None
+    return Experiment(int(row[0]), float(row[1]), weights, env_weights, str(row[4]), shadow, policy)
+
+
+def _shadow_outcome(prediction: int, served: int, label: int) -> tuple[int, int, int, int]:
+    """A labelled shadow row's contribution to (labeled, correct, served_correct, discordant)."""
+    right, served_right = int(prediction == label), int(served == label)
+    return 1, right, served_right, int(right != served_right)
+
+
+def _rollout(row: Sequence[Any]) -> Rollout:
+    return Rollout(
+        id=int(row[0]),
+        plan=json.loads(row[1]),
+        state=str(row[2]),
+        step=int(row[3]),
+        experiment_id=int(row[4]),
+        started_at=float(row[5]),
+        updated_at=float(row[6]),
+        history=json.loads(row[7]),
+    )
 
 
 def _prediction_row(r: PredictionRecord) -> tuple[Any, ...]:
@@ -443,12 +686,17 @@ def _prediction_row(r: PredictionRecord) -> tuple[Any, ...]:
         float(r.latency_ms),
         r.user_hash,
         r.client_hash,
+        r.shadow_of,
     )
 
 
-def _period(experiment_id: int | None, since: float | None) -> tuple[str, tuple[Any, ...]]:
+def _period(
+    experiment_id: int | None, since: float | None, from_experiment: int | None = None
+) -> tuple[str, tuple[Any, ...]]:
     if experiment_id is not None:
         return "WHERE experiment_id = ?", (int(experiment_id),)
+    if from_experiment is not None:
+        return "WHERE experiment_id >= ?", (int(from_experiment),)
     if since is not None:
         return "WHERE hour >= ?", (int(since // COUNT_BUCKET_SECONDS),)
     return "", ()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from app.stats.latency import BUCKET_COUNT, bucket_of
-from app.store import LabelItem, PredictionRecord, Store
+from app.store import LabelItem, PredictionRecord, RolloutConflict, Store
 from app.store.contract import COUNT_BUCKET_SECONDS
 
 
@@ -69,6 +69,15 @@ def test_processes_starting_at_once_create_one_period(connect):
 def test_preparing_at_once_migrates_once(connect):
     stores = run_together(4, lambda _: connect())
     assert all(s.generation() == 0 for s in stores)  # type: ignore[attr-defined]
+
+
+def test_a_period_keeps_its_shadow_versions_and_policy(store):
+    policy = {"name": "thompson", "min_share": 0.1, "since_experiment": 1}
+    started = store.start_experiment({"v1": 50, "v2": 50}, {"v1": 50}, "api", shadow=["v3"], policy=policy)
+    assert (started.shadow, started.policy) == (("v3",), policy)
+    assert store.latest_experiment() == started
+    plain = store.start_experiment({"v1": 1}, {"v1": 1}, "api")
+    assert (plain.shadow, plain.policy) == ((), None) and store.experiments()[-1] == plain
 
 
 def test_latest_is_the_highest_id(store):
@@ -141,6 +150,102 @@ def test_recent_window_newest_first_within_time(store):
     rows = store.recent_window(3, now - 60)
     assert [r.user_hash for r in rows] == ["u5", "u4", "u3"] and rows[0].client_hash == "c"
     assert all(r.client_hash != "old" for r in store.recent_window(10, now - 60))
+
+
+def shadow_record(i: int, of: int, prediction: int, served: int, version: str = "v3") -> PredictionRecord:
+    return record(100 + i, version, prediction)._replace(shadow_of=f"id-{of}", served_prediction=served)
+
+
+def test_shadow_rows_have_counters_of_their_own(store):
+    now = time.time()
+    store.write_predictions(
+        [record(1, "v1", 0, ts=now, user_hash="u"), record(2, "v1", 1, ts=now)]
+        + [shadow_record(1, 1, 0, 0), shadow_record(2, 2, 2, 1)]
+    )
+    assert [(c.version, c.requests) for c in store.variant_counts()] == [("v1", 2)]  # never counted as served
+    assert set(store.latency_histograms()) == {"v1"}
+    (shadow,) = store.shadow_counts(experiment_id=1)
+    assert (shadow.version, shadow.requests, shadow.agreed, shadow.labeled) == ("v3", 2, 1, 0)
+    assert len(store.recent_window(10, now - 60)) == 2  # the drift window sees served rows only
+    assert store.find_prediction("id-101")["shadow_of"] == "id-1"
+    assert store.set_labels([LabelItem("id-101", 0)], relabel=True)[0].status == "not_found"  # not labelled directly
+
+
+def test_a_served_label_labels_its_shadow_rows_whenever_they_arrive(store):
+    store.write_predictions([record(1, "v1", 0), record(2, "v1", 1), shadow_record(1, 1, 0, 0)])
+    store.set_labels([LabelItem("id-1", 0), LabelItem("id-2", 2)])  # v1 right on id-1, wrong on id-2
+    store.write_predictions([shadow_record(2, 2, 2, 1)])  # scored after its served row was labelled
+    (shadow,) = store.shadow_counts()
+    assert (shadow.labeled, shadow.correct, shadow.served_correct, shadow.discordant) == (2, 2, 1, 1)
+    assert store.find_prediction("id-102")["label"] == 2
+    store.set_labels([LabelItem("id-1", 1)], relabel=True)  # now both wrong on id-1
+    (shadow,) = store.shadow_counts()
+    assert (shadow.labeled, shadow.correct, shadow.served_correct, shadow.discordant) == (2, 1, 0, 1)
+
+
+def test_a_queued_label_reaches_the_shadow_rows_written_with_its_prediction(store):
+    store.set_labels([LabelItem("id-5", 1, queue_if_missing=True)])
+    store.write_predictions([record(5, "v1", 1), shadow_record(5, 5, 2, 1)])
+    (shadow,) = store.shadow_counts()
+    assert (shadow.labeled, shadow.correct, shadow.served_correct, shadow.discordant) == (1, 0, 1, 1)
+
+
+# --- rollouts and leases -------------------------------------------------------------------------
+
+
+def test_a_rollout_moves_by_compare_and_set(store):
+    store.start_experiment({"v1": 100, "v2": 0}, {"v1": 100, "v2": 0}, "api", shadow=["v3"])
+    assert store.current_rollout() is None
+    rollout = store.start_rollout({"steps": [10, 100]}, {"v1": 90, "v2": 10}, {"decision": "start"})
+    period = store.latest_experiment()
+    assert (rollout.state, rollout.step, rollout.experiment_id) == ("running", 0, period.id)
+    assert period.weights == {"v1": 90, "v2": 10} and period.shadow == ("v3",)  # shadow versions carry on
+    with pytest.raises(RolloutConflict):
+        store.start_rollout({"steps": [10]}, {"v1": 90, "v2": 10}, {"decision": "start"})
+    moved = store.decide_rollout(
+        rollout.id, 0, state="promoted", new_step=1, entry={"decision": "promote"}, weights={"v1": 0, "v2": 100}
+    )
+    assert moved.state == "promoted" and store.latest_experiment().weights == {"v1": 0, "v2": 100}
+    assert [h["decision"] for h in store.current_rollout().history] == ["start", "promote"]
+    assert store.current_rollout().history[-1]["experiment_id"] == store.latest_experiment().id
+    with pytest.raises(RolloutConflict):  # another evaluator's late decision is not recorded
+        store.decide_rollout(rollout.id, 0, state="rolled_back", new_step=0, entry={}, weights={"v1": 100})
+    assert store.current_rollout().state == "promoted"
+    assert store.start_rollout({"steps": [50]}, {"v1": 50, "v2": 50}, {"decision": "start"}).id > rollout.id
+
+
+def test_evaluators_deciding_at_once_record_one_decision(connect):
+    store = connect()
+    rollout = store.start_rollout({"steps": [10, 100]}, {"v1": 90, "v2": 10}, {"decision": "start"})
+    stores = [connect(create=False) for _ in range(4)]
+
+    def decide(i: int) -> str:
+        try:
+            stores[i].decide_rollout(
+                rollout.id, 0, state="running", new_step=1, entry={"by": i}, weights={"v1": 50, "v2": 50}
+            )
+            return "decided"
+        except RolloutConflict:
+            return "conflict"
+
+    assert sorted(run_together(4, decide)) == ["conflict"] * 3 + ["decided"]
+    assert len(store.current_rollout().history) == 2 and len(store.experiments()) == 2
+
+
+def test_one_lease_holder_at_a_time(connect):
+    connect()
+    stores = [connect(create=False) for _ in range(4)]
+    held = run_together(4, lambda i: stores[i].acquire_lease("controller", f"worker-{i}", 30.0))
+    assert sum(held) == 1
+    holder = held.index(True)
+    assert stores[holder].acquire_lease("controller", f"worker-{holder}", 30.0)  # renewed
+    other = (holder + 1) % 4
+    assert not stores[other].acquire_lease("controller", f"worker-{other}", 30.0)
+    stores[other].release_lease("controller", f"worker-{other}")  # not its lease: nothing happens
+    assert not stores[other].acquire_lease("controller", f"worker-{other}", 30.0)
+    stores[holder].release_lease("controller", f"worker-{holder}")
+    assert stores[other].acquire_lease("controller", f"worker-{other}", 0.0)  # free once released
+    assert stores[holder].acquire_lease("controller", f"worker-{holder}", 30.0)  # taken over once expired
 
 
 # --- labels --------------------------------------------------------------------------------------
