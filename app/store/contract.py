@@ -117,6 +117,8 @@ class VariantCounts:
     requests: int
     labeled: int
     correct: int
+    errors: int = 0
+    """Requests routed to the version whose prediction failed (answered 503, never logged)."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,9 @@ class Rollout:
     history: list[dict[str, Any]]
 
 
-class RolloutConflict(Exception):
-    """A rollout is already running (or the one being decided has moved on: another evaluator decided)."""
+class StateConflict(Exception):
+    """What a change was based on moved meanwhile: a rollout runs already, the rollout being decided was decided by
+    another evaluator, or a newer period started. Nothing was written."""
 
 
 class WindowRow(NamedTuple):
@@ -210,8 +213,11 @@ class Store(Protocol):
         *,
         shadow: Sequence[str] = (),
         policy: dict[str, Any] | None = None,
+        replacing: int | None = None,
     ) -> Experiment:
-        """Record a routing change: a new experiment period with a higher id starts now."""
+        """Record a routing change: a new experiment period with a higher id starts now. With ``replacing``, only
+        while that period is still the latest (StateConflict otherwise). A policy whose ``since_experiment`` is
+        None starts with this period: the stored policy names its id."""
 
     def experiments(self) -> list[Experiment]:
         """Every experiment period, oldest first."""
@@ -231,6 +237,9 @@ class Store(Protocol):
         ``retry`` says the batch may have been committed already (the commit's outcome was unknown): ids
         already stored are then left out, so nothing is counted twice.
         """
+
+    def count_errors(self, experiment_id: int | None, version: str, n: int = 1) -> None:
+        """Count ``n`` requests the version failed to predict in the period (they are in no other counter)."""
 
     def trim(self, keep_rows: int, *, pending_seconds: float = 600.0, counts_seconds: float = 90 * 86400) -> int:
         """Retention: keep the newest ``keep_rows`` predictions; returns how many were dropped."""
@@ -271,7 +280,7 @@ class Store(Protocol):
 
     def start_rollout(self, plan: dict[str, Any], weights: dict[str, int], entry: dict[str, Any]) -> Rollout:
         """Start a rollout and its first step's period (with ``weights``, keeping the current shadow versions),
-        atomically; ``entry`` is its first history entry. RolloutConflict while another one runs."""
+        atomically; ``entry`` is its first history entry. StateConflict while another one runs."""
 
     def decide_rollout(
         self,
@@ -284,7 +293,7 @@ class Store(Protocol):
         weights: dict[str, int] | None,
     ) -> Rollout:
         """Record a decision on a running rollout that is still at ``step``, and with ``weights`` start the
-        period it leads to, atomically. RolloutConflict when the rollout ended or moved meanwhile (another
+        period it leads to, atomically. StateConflict when the rollout ended or moved meanwhile (another
         evaluator decided first): the decision is then not recorded."""
 
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:

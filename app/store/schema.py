@@ -178,6 +178,7 @@ def _v4(d: Dialect) -> list[str]:
         "ALTER TABLE experiments ADD COLUMN shadow TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE experiments ADD COLUMN policy TEXT",
         "ALTER TABLE predictions ADD COLUMN shadow_of TEXT",
+        "ALTER TABLE period_counts ADD COLUMN errors BIGINT NOT NULL DEFAULT 0",
         "CREATE INDEX predictions_shadow_of ON predictions (shadow_of) WHERE shadow_of IS NOT NULL",
         """CREATE TABLE shadow_counts (
             experiment_id INTEGER NOT NULL,
@@ -213,7 +214,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "experiments, prediction log, control", _v1),
     Migration(2, "running counters, pending labels, secrets, client hash", _v2, _v2_data),
     Migration(3, "model sets shared by every host", _v3),
-    Migration(4, "shadow versions, routing policies, rollouts and leases", _v4),
+    Migration(4, "shadow versions, routing policies, failed predictions, rollouts and leases", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

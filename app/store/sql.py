@@ -28,8 +28,8 @@ from app.store.contract import (
     PredictionRecord,
     PublishedSet,
     Rollout,
-    RolloutConflict,
     ShadowCounts,
+    StateConflict,
     StoreHealth,
     StoreUnavailable,
     VariantCounts,
@@ -135,10 +135,15 @@ class SqlStore(ABC):
         *,
         shadow: Sequence[str] = (),
         policy: dict[str, Any] | None = None,
+        replacing: int | None = None,
     ) -> Experiment:
-        """Record a routing change: a new experiment period starts now."""
+        """Record a routing change: a new experiment period starts now (if ``replacing`` is still the latest)."""
         with self._transaction() as cur:
             self._take_lock(cur, LOCK_EXPERIMENTS)
+            if replacing is not None:
+                latest = self._latest_experiment(cur)
+                if latest is None or latest.id != replacing:
+                    raise StateConflict(f"period {replacing} is not the latest any more")
             started = self._insert_experiment(cur, weights, env_weights, source, shadow=shadow, policy=policy)
             self._announce(cur, "experiment")
             return started
@@ -169,6 +174,11 @@ class SqlStore(ABC):
             ),
         )
         new_id = int(cur.fetchall()[0][0])
+        if policy is not None and policy.get("since_experiment") is None:
+            policy = {**policy, "since_experiment": new_id}
+            cur.execute(
+                self._q("UPDATE experiments SET policy = ? WHERE id = ?"), (json.dumps(policy, sort_keys=True), new_id)
+            )
         return Experiment(new_id, started, dict(weights), dict(env_weights), source, tuple(shadow), policy)
 
     def _latest_experiment(self, cur: Cursor) -> Experiment | None:
@@ -339,6 +349,18 @@ class SqlStore(ABC):
             marks = ", ".join("?" * len(chunk))
             cur.execute(self._q(f"DELETE FROM pending_labels WHERE prediction_id IN ({marks})"), chunk)
 
+    def count_errors(self, experiment_id: int | None, version: str, n: int = 1) -> None:
+        """Count failed predictions of a version in the period, in the hour they failed."""
+        with self._transaction() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO period_counts (experiment_id, version, hour, errors) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (experiment_id, version, hour) DO UPDATE "
+                    "SET errors = period_counts.errors + excluded.errors"
+                ),
+                (experiment_id or _NO_PERIOD, version, int(time.time() // COUNT_BUCKET_SECONDS), int(n)),
+            )
+
     def trim(self, keep_rows: int, *, pending_seconds: float = 600.0, counts_seconds: float = 90 * 86400) -> int:
         """Drop the oldest rows beyond ``keep_rows``, stale queued labels and old counters."""
         now = time.time()
@@ -508,13 +530,13 @@ class SqlStore(ABC):
         return _rollout(rows[0]) if rows else None
 
     def start_rollout(self, plan: dict[str, Any], weights: dict[str, int], entry: dict[str, Any]) -> Rollout:
-        """Start a rollout and its first period in one transaction; RolloutConflict while one runs."""
+        """Start a rollout and its first period in one transaction; StateConflict while one runs."""
         with self._transaction() as cur:
             self._take_lock(cur, LOCK_EXPERIMENTS)
             cur.execute(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts ORDER BY id DESC LIMIT 1")
             rows = cur.fetchall()
             if rows and rows[0][2] == "running":
-                raise RolloutConflict(f"rollout {rows[0][0]} is running")
+                raise StateConflict(f"rollout {rows[0][0]} is running")
             latest = self._latest_experiment(cur)
             env = latest.env_weights if latest else dict(weights)
             shadow = latest.shadow if latest else ()
@@ -557,10 +579,10 @@ class SqlStore(ABC):
             )
             rows = cur.fetchall()
             if not rows:
-                raise RolloutConflict(f"no rollout {rollout_id}")
+                raise StateConflict(f"no rollout {rollout_id}")
             current = _rollout(rows[0])
             if current.state != "running" or current.step != step:
-                raise RolloutConflict(f"rollout {rollout_id} is {current.state} at step {current.step + 1} now")
+                raise StateConflict(f"rollout {rollout_id} is {current.state} at step {current.step + 1} now")
             experiment_id = current.experiment_id
             if weights is not None:
                 latest = self._latest_experiment(cur)
@@ -608,12 +630,12 @@ class SqlStore(ABC):
         """Requests, labelled and correct predictions per (experiment, version) in the period."""
         where, params = _period(experiment_id, since, from_experiment)
         rows = self._read(
-            "SELECT experiment_id, version, SUM(requests), SUM(labeled), SUM(correct) FROM period_counts "
+            "SELECT experiment_id, version, SUM(requests), SUM(labeled), SUM(correct), SUM(errors) FROM period_counts "
             f"{where} GROUP BY experiment_id, version ORDER BY experiment_id, version",
             params,
         )
         return [
-            VariantCounts(None if r[0] == _NO_PERIOD else int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]))
+            VariantCounts(None if r[0] == _NO_PERIOD else int(r[0]), r[1], *(int(x) for x in r[2:]))
             for r in rows
         ]
 

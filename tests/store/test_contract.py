@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from app.stats.latency import BUCKET_COUNT, bucket_of
-from app.store import LabelItem, PredictionRecord, RolloutConflict, Store
+from app.store import LabelItem, PredictionRecord, StateConflict, Store
 from app.store.contract import COUNT_BUCKET_SECONDS
 
 
@@ -125,6 +125,24 @@ def test_counters_by_period_and_since(store):
     assert store.counted_since() == (old // COUNT_BUCKET_SECONDS) * COUNT_BUCKET_SECONDS
 
 
+def test_failed_predictions_are_counted_beside_the_served_ones(store):
+    store.write_predictions([record(1, "v2")])
+    store.count_errors(1, "v2", 3)
+    store.count_errors(1, "v3")
+    counts = {c.version: (c.requests, c.errors) for c in store.variant_counts(experiment_id=1)}
+    assert counts == {"v2": (1, 3), "v3": (0, 1)}
+
+
+def test_a_period_replaces_only_the_latest(store):
+    first = store.start_experiment({"v1": 1}, {"v1": 1}, "api")
+    policy = {"name": "thompson", "min_share": 0.1, "since_experiment": None}
+    second = store.start_experiment({"v1": 2}, {"v1": 1}, "thompson", policy=policy, replacing=first.id)
+    assert second.policy == {**policy, "since_experiment": second.id} == store.latest_experiment().policy
+    with pytest.raises(StateConflict):
+        store.start_experiment({"v1": 3}, {"v1": 1}, "thompson", replacing=first.id)
+    assert store.latest_experiment() == second
+
+
 def test_a_retried_batch_is_counted_once(store):
     batch = [record(i) for i in range(5)]
     store.write_predictions(batch)
@@ -159,8 +177,12 @@ def shadow_record(i: int, of: int, prediction: int, served: int, version: str = 
 def test_shadow_rows_have_counters_of_their_own(store):
     now = time.time()
     store.write_predictions(
-        [record(1, "v1", 0, ts=now, user_hash="u"), record(2, "v1", 1, ts=now)]
-        + [shadow_record(1, 1, 0, 0), shadow_record(2, 2, 2, 1)]
+        [
+            record(1, "v1", 0, ts=now, user_hash="u"),
+            record(2, "v1", 1, ts=now),
+            shadow_record(1, 1, 0, 0),
+            shadow_record(2, 2, 2, 1),
+        ]
     )
     assert [(c.version, c.requests) for c in store.variant_counts()] == [("v1", 2)]  # never counted as served
     assert set(store.latency_histograms()) == {"v1"}
@@ -200,7 +222,7 @@ def test_a_rollout_moves_by_compare_and_set(store):
     period = store.latest_experiment()
     assert (rollout.state, rollout.step, rollout.experiment_id) == ("running", 0, period.id)
     assert period.weights == {"v1": 90, "v2": 10} and period.shadow == ("v3",)  # shadow versions carry on
-    with pytest.raises(RolloutConflict):
+    with pytest.raises(StateConflict):
         store.start_rollout({"steps": [10]}, {"v1": 90, "v2": 10}, {"decision": "start"})
     moved = store.decide_rollout(
         rollout.id, 0, state="promoted", new_step=1, entry={"decision": "promote"}, weights={"v1": 0, "v2": 100}
@@ -208,7 +230,7 @@ def test_a_rollout_moves_by_compare_and_set(store):
     assert moved.state == "promoted" and store.latest_experiment().weights == {"v1": 0, "v2": 100}
     assert [h["decision"] for h in store.current_rollout().history] == ["start", "promote"]
     assert store.current_rollout().history[-1]["experiment_id"] == store.latest_experiment().id
-    with pytest.raises(RolloutConflict):  # another evaluator's late decision is not recorded
+    with pytest.raises(StateConflict):  # another evaluator's late decision is not recorded
         store.decide_rollout(rollout.id, 0, state="rolled_back", new_step=0, entry={}, weights={"v1": 100})
     assert store.current_rollout().state == "promoted"
     assert store.start_rollout({"steps": [50]}, {"v1": 50, "v2": 50}, {"decision": "start"}).id > rollout.id
@@ -225,7 +247,7 @@ def test_evaluators_deciding_at_once_record_one_decision(connect):
                 rollout.id, 0, state="running", new_step=1, entry={"by": i}, weights={"v1": 50, "v2": 50}
             )
             return "decided"
-        except RolloutConflict:
+        except StateConflict:
             return "conflict"
 
     assert sorted(run_together(4, decide)) == ["conflict"] * 3 + ["decided"]
