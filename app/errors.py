@@ -46,6 +46,12 @@ class NotFound(ApiError):
     status_code = 404
 
 
+class Conflict(ApiError):
+    """The request conflicts with the state it would change (a rollout runs, or none does)."""
+
+    status_code = 409
+
+
 class UnsupportedMediaType(ApiError):
     """A request body that is not ``application/json`` (e.g. a cross-site form post)."""
 

@@ -78,6 +78,9 @@ class Settings(BaseModel):
     """How long a store write waits for a lock before it counts as failed."""
     state_poll_seconds: PositiveFloat = 0.5
     """How often each worker re-reads weights and the model generation from the store."""
+    controller_interval_seconds: PositiveFloat = 2.0
+    """How often the worker holding the store's controller lease evaluates a running rollout and rebalances the
+    bandit; the lease lasts three intervals, so another worker takes over within that when the holder dies."""
     log_flush_seconds: PositiveFloat = 0.2
     """Prediction-log writes are batched off the request path and flushed at least this often."""
     log_queue_size: Positive = 50_000

@@ -13,13 +13,13 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.api import admin, auth, experiments, meta, monitoring, predict, v2
+from app.api import admin, auth, experiments, meta, monitoring, predict, rollouts, v2
 from app.api.errors import register_error_handlers
 from app.api.http import EXTENSION, register_request_checks
 from app.serving.service import Service
 from app.settings import Settings
 
-BLUEPRINTS = (predict.bp, v2.bp, admin.bp, monitoring.bp, experiments.bp, meta.bp)
+BLUEPRINTS = (predict.bp, v2.bp, admin.bp, monitoring.bp, experiments.bp, rollouts.bp, meta.bp)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from app.api.auth import require_admin
 from app.api.http import current_service, json_body, json_response
-from app.api.validation import parse_weights_update
+from app.api.validation import parse_config_update
 
 bp = Blueprint("admin", __name__)
 
@@ -19,10 +19,10 @@ def get_config() -> Response:
 
 @bp.put("/config")
 def put_config() -> Response:
-    """Change the A/B weights in every worker; a new experiment period starts."""
+    """Change the weights, the shadow versions or the routing policy in every worker; a new experiment period starts."""
     service = current_service()
     require_admin(service.settings)
-    return json_response(service.set_weights(parse_weights_update(json_body())))
+    return json_response(service.set_config(parse_config_update(json_body())))
 
 
 @bp.get("/models")

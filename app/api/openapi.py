@@ -34,6 +34,7 @@ def _errors(*codes: int) -> Schema:
         401: "Missing or wrong admin token",
         403: "Admin endpoints disabled",
         404: "Not found",
+        409: "Conflicts with the state it would change",
         413: "Body too large",
         415: "Body is not application/json",
         429: "Too many failed admin attempts from this address (see Retry-After)",
@@ -227,13 +228,72 @@ SCHEMAS: dict[str, Schema] = {
                 },
             },
             "sticky": {"type": "object"},
+            "shadow": {"type": "array", "items": {"type": "string"}},
+            "policy": {"type": "object", "required": ["name"], "properties": {"name": {"enum": ["fixed", "thompson"]}}},
         },
         "patternProperties": {"^model_.+_weight$": {"type": "integer"}},
     },
-    "WeightsUpdate": {
+    "ConfigUpdate": {
         "type": "object",
-        "required": ["weights"],
-        "properties": {"weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}},
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "shadow": {"type": "array", "items": {"type": "string"}, "maxItems": 5, "uniqueItems": True},
+            "policy": {"enum": ["fixed", "thompson"]},
+            "min_share": {"type": "number", "minimum": 0, "maximum": 0.5},
+        },
+    },
+    "RolloutPlan": {
+        "type": "object",
+        "required": ["candidate", "baseline", "steps"],
+        "additionalProperties": False,
+        "properties": {
+            "candidate": {"type": "string"},
+            "baseline": {"type": "string"},
+            "steps": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100}, "minItems": 1},
+            "min_labels": {"type": "integer", "minimum": 1},
+            "margin": {"type": "number", "minimum": 0, "maximum": 1},
+            "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+            "max_p99_ms": {"type": "number", "exclusiveMinimum": 0},
+            "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+        },
+    },
+    "Rollout": {
+        "type": "object",
+        "required": ["id", "state", "step", "weights", "history", "candidate", "baseline", "steps", "plan"],
+        "properties": {
+            "id": {"type": "integer"},
+            "state": {"enum": ["running", "promoted", "rolled_back", "aborted"]},
+            "candidate": {"type": "string"},
+            "baseline": {"type": "string"},
+            "step": {"type": "integer", "minimum": 0},
+            "steps": {"type": "array", "items": {"type": "integer"}},
+            "share": {"type": "integer"},
+            "weights": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "experiment_id": {"type": "integer"},
+            "plan": {"$ref": "#/components/schemas/RolloutPlan"},
+            "started_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+            "history": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "step", "weights", "decision", "reason"],
+                    "properties": {
+                        "at": {"type": "string"},
+                        "step": {"type": "integer"},
+                        "weights": {"type": "object"},
+                        "decision": {"enum": ["start", "advance", "promote", "rollback", "abort"]},
+                        "reason": {"type": "string"},
+                        "evidence": {"type": ["object", "null"]},
+                        "experiment_id": {"type": "integer"},
+                    },
+                },
+            },
+            "evidence": {"type": "object"},
+            "next": {"type": "object", "properties": {"decision": {"type": "string"}, "reason": {"type": "string"}}},
+        },
     },
     "Manifest": {
         "type": "object",
@@ -420,8 +480,31 @@ SCHEMAS: dict[str, Schema] = {
             "comparisons": {"type": "array", "items": {"$ref": "#/components/schemas/Comparison"}},
             "srm": {
                 "type": "object",
-                "required": ["p_value", "mismatch"],
-                "properties": {"p_value": NUMBER_OR_NULL, "mismatch": {"type": "boolean"}},
+                "required": ["p_value", "mismatch", "applicable"],
+                "properties": {
+                    "p_value": NUMBER_OR_NULL,
+                    "mismatch": {"type": "boolean"},
+                    "applicable": {"type": "boolean"},
+                    "note": {"type": "string"},
+                },
+            },
+            "shadow": {
+                "type": "object",
+                "description": "Each shadow version on the rows it scored: agreement with what was served, and "
+                "accuracy against the served versions' on the same labelled rows (McNemar's exact test)",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["requests", "agreement", "labeled", "accuracy", "served_accuracy", "p_value"],
+                    "properties": {
+                        "requests": {"type": "integer"},
+                        "agreement": NUMBER_OR_NULL,
+                        "labeled": {"type": "integer"},
+                        "accuracy": NUMBER_OR_NULL,
+                        "served_accuracy": NUMBER_OR_NULL,
+                        "accuracy_diff": NUMBER_OR_NULL,
+                        "p_value": {"type": "number"},
+                    },
+                },
             },
             "recommendation": {"type": "string"},
         },
@@ -453,6 +536,8 @@ def openapi_document() -> Schema:
             "/drift": {"get": _drift()},
             "/feedback": {"post": _feedback()},
             "/ab/report": {"get": _ab_report()},
+            "/rollouts": {"post": _start_rollout()},
+            "/rollouts/current": {"get": _current_rollout(), "delete": _abort_rollout()},
             "/metrics": {"get": _metrics()},
             "/openapi.json": {"get": _openapi()},
             "/": {"get": _index()},
@@ -500,10 +585,13 @@ def _get_config() -> Schema:
 def _put_config() -> Schema:
     """PUT /config (admin)."""
     return {
-        "summary": "Change the A/B weights (admin); starts a new experiment period",
+        "summary": "Change the weights, the shadow versions or the routing policy (admin); starts a new period",
         "security": ADMIN,
-        "requestBody": _json_body("WeightsUpdate"),
-        "responses": {"200": _json_response("New weights", _ref("Config")), **_errors(400, 401, 403, 415, 429, 503)},
+        "requestBody": _json_body("ConfigUpdate"),
+        "responses": {
+            "200": _json_response("New configuration", _ref("Config")),
+            **_errors(400, 401, 403, 409, 415, 429, 503),
+        },
     }
 
 
@@ -558,6 +646,36 @@ def _ab_report() -> Schema:
         "summary": "Which version is better, and how sure we are",
         "parameters": [{"name": "since", "in": "query", "required": False, "schema": {"type": "string"}}],
         "responses": {"200": _json_response("A/B report", _ref("ABReport")), **_errors(400, 503)},
+    }
+
+
+def _start_rollout() -> Schema:
+    """POST /rollouts (admin)."""
+    return {
+        "summary": "Start a canary rollout that promotes or rolls back by itself (admin)",
+        "security": ADMIN,
+        "requestBody": _json_body("RolloutPlan"),
+        "responses": {
+            "201": _json_response("Started", _ref("Rollout")),
+            **_errors(400, 401, 403, 404, 409, 415, 429, 503),
+        },
+    }
+
+
+def _current_rollout() -> Schema:
+    """GET /rollouts/current."""
+    return {
+        "summary": "The latest rollout: state, step, weights, decisions and the live evidence of its step",
+        "responses": {"200": _json_response("The rollout", _ref("Rollout")), **_errors(404, 503)},
+    }
+
+
+def _abort_rollout() -> Schema:
+    """DELETE /rollouts/current (admin)."""
+    return {
+        "summary": "Abort the running rollout; the baseline serves all traffic again (admin)",
+        "security": ADMIN,
+        "responses": {"200": _json_response("Aborted", _ref("Rollout")), **_errors(401, 403, 409, 429, 503)},
     }
 
 

@@ -5,6 +5,7 @@ Pure parsing of bytes and decoded JSON; the blueprints call these and pass the r
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -16,11 +17,17 @@ import numpy.typing as npt
 from app.clock import parse_since
 from app.errors import BadRequest
 from app.features import FLOAT32_MAX
+from app.serving.rollouts import RolloutPlan
+from app.serving.router import ConfigUpdate
 
 MAX_USER_ID_LENGTH = 256
 MAX_WEIGHT = 1_000_000
 MAX_PREDICTION_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 64
+MAX_VERSION_LENGTH = 64
+MAX_SHADOW_VERSIONS = 5
+MAX_ROLLOUT_STEPS = 20
+POLICIES = ("fixed", "thompson")
 
 
 @dataclass(frozen=True)
@@ -197,12 +204,34 @@ def _feedback_item(item: Any, class_names: list[str], where: str) -> tuple[str, 
     return pid, parse_label(item["label"], class_names, f"{where}: label"), token
 
 
-def parse_weights_update(payload: Any) -> dict[str, int]:
-    """A PUT /config body {"weights": {"v1": 90, "v2": 10}}: version names to weights in 0..1000000."""
+def parse_config_update(payload: Any) -> ConfigUpdate:
+    """A PUT /config body: any of {"weights": {"v1": 90, "v2": 10}}, {"shadow": ["v3"]} and
+    {"policy": "thompson", "min_share": 0.1} (or "fixed"), in one object."""
     body = require_object(payload)
-    if set(body) != {"weights"}:
-        raise BadRequest('send {"weights": {"v1": 90, "v2": 10}}')
-    raw = body["weights"]
+    unknown = sorted(set(body) - {"weights", "shadow", "policy", "min_share"})
+    if not body or unknown:
+        raise BadRequest(
+            'send {"weights": {"v1": 90, "v2": 10}}, {"shadow": ["v3"]} or {"policy": "thompson", "min_share": 0.1}, '
+            + (f"not {quote_some(unknown)}" if unknown else "or several of them in one object")
+        )
+    policy = body.get("policy")
+    if "policy" in body and policy not in POLICIES:
+        raise BadRequest(f'"policy" must be one of {", ".join(POLICIES)}, got {_kind(policy)}')
+    min_share = body.get("min_share")
+    if "min_share" in body:
+        if policy != "thompson":
+            raise BadRequest('"min_share" goes with "policy": "thompson"')
+        if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or not 0 <= min_share <= 0.5:
+            raise BadRequest('"min_share" must be a number from 0 to 0.5 (each version\'s least share of traffic)')
+    return ConfigUpdate(
+        weights=_weights(body["weights"]) if "weights" in body else None,
+        shadow=_shadow_versions(body["shadow"]) if "shadow" in body else None,
+        policy=policy,
+        min_share=None if min_share is None else float(min_share),
+    )
+
+
+def _weights(raw: Any) -> dict[str, int]:
     if not isinstance(raw, dict) or not raw:
         raise BadRequest('"weights" must be a non-empty object like {"v1": 90, "v2": 10}')
     for version, weight in raw.items():
@@ -211,6 +240,64 @@ def parse_weights_update(payload: Any) -> dict[str, int]:
         if not 0 <= weight <= MAX_WEIGHT:
             raise BadRequest(f"weight of {quote_some([version])} must be between 0 and {MAX_WEIGHT}")
     return dict(raw)
+
+
+def _shadow_versions(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or len(raw) > MAX_SHADOW_VERSIONS:
+        raise BadRequest(f'"shadow" must be a list of at most {MAX_SHADOW_VERSIONS} version names, like ["v3"]')
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_VERSION_LENGTH for v in raw):
+        raise BadRequest('"shadow" must list version names (strings), like ["v3"]')
+    if len(set(raw)) != len(raw):
+        raise BadRequest(f'"shadow" names a version twice: {quote_some(raw)}')
+    return list(raw)
+
+
+def parse_rollout_plan(payload: Any) -> RolloutPlan:
+    """A POST /rollouts body: who replaces whom, the steps (percent of traffic) and the guards."""
+    body = require_object(payload)
+    example = (
+        '{"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100], "min_labels": 200, "margin": 0.05, '
+        '"max_error_rate": 0.02, "max_p99_ms": 50}'
+    )
+    unknown = sorted(set(body) - set(RolloutPlan.__dataclass_fields__))
+    if unknown or "candidate" not in body or "baseline" not in body or "steps" not in body:
+        raise BadRequest(f"send a plan like {example}" + (f"; unknown fields {quote_some(unknown)}" if unknown else ""))
+    for field in ("candidate", "baseline"):
+        value = body[field]
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_VERSION_LENGTH:
+            raise BadRequest(f'"{field}" must be a version name, got {_kind(value)}')
+    if body["candidate"] == body["baseline"]:
+        raise BadRequest('"candidate" and "baseline" must be different versions')
+    steps = body["steps"]
+    if (
+        not isinstance(steps, list)
+        or not 0 < len(steps) <= MAX_ROLLOUT_STEPS
+        or any(isinstance(x, bool) or not isinstance(x, int) or not 0 < x <= 100 for x in steps)
+        or any(a >= b for a, b in itertools.pairwise(steps))
+    ):
+        raise BadRequest(
+            f'"steps" must be 1 to {MAX_ROLLOUT_STEPS} increasing percentages from 1 to 100, like [10, 50, 100]'
+        )
+    if steps[0] == 100:
+        raise BadRequest('"steps" needs a step below 100: a candidate at 100% leaves no baseline to judge it against')
+    numbers = {
+        "min_labels": (1, 10_000_000, True),
+        "margin": (0.0, 1.0, False),
+        "max_error_rate": (0.0, 1.0, False),
+        "max_p99_ms": (0.001, 600_000.0, False),
+        "alpha": (0.0001, 0.5, False),
+    }
+    values: dict[str, Any] = {}
+    for field, (low, high, integer) in numbers.items():
+        if field not in body:
+            continue
+        value = body[field]
+        kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not kind_ok or not low <= value <= high:
+            kind = "an integer" if integer else "a number"
+            raise BadRequest(f'"{field}" must be {kind} from {low:g} to {high:g}, got {_kind(value)}')
+        values[field] = int(value) if integer else float(value)
+    return RolloutPlan(candidate=body["candidate"], baseline=body["baseline"], steps=tuple(steps), **values)
 
 
 def parse_since_arg(raw: str | None) -> float | None:

@@ -8,7 +8,7 @@ from typing import Any
 from app.clock import iso, utc_now
 from app.serving.router import traffic_shares
 from app.stats import experiment
-from app.store import Experiment, Store, VariantCounts
+from app.store import Experiment, ShadowCounts, Store, VariantCounts
 from app.store.contract import COUNT_BUCKET_SECONDS
 
 
@@ -24,9 +24,18 @@ def ab_report(
     Everything comes from the store's running counters: the cost does not grow with the log.
     """
     clamped = False
-    if since is None:
+    bandit = bool(current.policy and current.policy.get("name") == "thompson")
+    if since is None and bandit:
+        # Under a bandit every reallocation is a period: the report covers them all since the bandit started.
+        start = int((current.policy or {})["since_experiment"])
+        counts = store.variant_counts(from_experiment=start)
+        latencies = store.latency_histograms(from_experiment=start)
+        shadow = store.shadow_counts(from_experiment=start)
+        expected = dict(shares) if shares is not None else traffic_shares(current.weights)
+    elif since is None:
         counts = store.variant_counts(experiment_id=current.id)
         latencies = store.latency_histograms(experiment_id=current.id)
+        shadow = store.shadow_counts(experiment_id=current.id)
         expected = dict(shares) if shares is not None else traffic_shares(current.weights)
     else:
         since = float(int(since // COUNT_BUCKET_SECONDS) * COUNT_BUCKET_SECONDS)
@@ -35,6 +44,7 @@ def ab_report(
             since, clamped = oldest, True
         counts = store.variant_counts(since=since)
         latencies = store.latency_histograms(since=since)
+        shadow = store.shadow_counts(since=since)
         expected = _mixed_shares(counts, {e.id: e for e in store.experiments()}, current)
     totals: dict[str, list[int]] = {}
     for c in counts:
@@ -55,12 +65,14 @@ def ab_report(
         )
         for v in versions
     ]
-    report = experiment.build_report(variants, baseline=versions[0] if versions else None)
+    report = experiment.build_report(variants, baseline=versions[0] if versions else None, srm_applies=not bandit)
     period = {
         "id": current.id,
         "started_at": iso(current.started_at),
         "weights": dict(current.weights),
         "source": current.source,
+        "shadow": list(current.shadow),
+        "policy": current.policy,
     }
     return {
         "experiment": period,
@@ -68,7 +80,19 @@ def ab_report(
         "since_clamped": clamped,
         "generated_at": utc_now(),
         **report,
+        "shadow": _shadow(shadow, report["alpha"]),
     }
+
+
+def _shadow(counts: Sequence[ShadowCounts], alpha: float) -> dict[str, dict[str, Any]]:
+    """Each shadow version over the report's periods, judged against what was served on the same rows."""
+    fields = ("requests", "agreed", "labeled", "correct", "served_correct", "discordant")
+    totals: dict[str, dict[str, int]] = {}
+    for c in counts:
+        entry = totals.setdefault(c.version, dict.fromkeys(fields, 0))
+        for name in fields:
+            entry[name] += getattr(c, name)
+    return {v: experiment.shadow_summary(**t, alpha=alpha) for v, t in sorted(totals.items())}
 
 
 def _mixed_shares(

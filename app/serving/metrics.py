@@ -34,12 +34,23 @@ LOG_ERRORS = Counter("prediction_log_errors", "Prediction-log rows lost (store u
 FEEDBACK = Counter(
     "prediction_feedback", "First labels received for predictions, by version and outcome", ["version", "outcome"]
 )
+PREDICTION_FAILURES = Counter(
+    "prediction_failures", "Requests whose model failed to predict (answered 503), by version", ["version"]
+)
 FEEDBACK_CORRECTIONS = Counter("prediction_feedback_corrections", "Labels that replaced an earlier label", ["version"])
+SHADOW_PREDICTIONS = Counter(
+    "shadow_predictions", "Rows scored by a shadow version beside the served one (never returned)", ["version"]
+)
+ROLLOUT_DECISIONS = Counter(
+    "rollout_decisions", "Decisions of the controller: rollout steps and bandit reallocations", ["decision"]
+)
 
 PREDICT_ERROR_CODES = ("400", "413", "415", "500", "503")
 """The error statuses the API itself can answer POST /predict with (404 and 405 are not /predict's)."""
 FEEDBACK_OUTCOMES = ("correct", "incorrect")
-LOG_LOSS_REASONS = ("store_unavailable", "queue_full", "shutdown", "client_quota")
+LOG_LOSS_REASONS = ("store_unavailable", "queue_full", "shutdown", "client_quota", "shadow_dropped")
+CONTROLLER_DECISIONS = ("advance", "promote", "rollback", "abort", "reallocate")
+ROLLOUT_STATES = ("running", "promoted", "rolled_back", "aborted")
 
 
 def initialise(versions: Iterable[str], class_names: Iterable[str]) -> None:
@@ -53,11 +64,15 @@ def initialise(versions: Iterable[str], class_names: Iterable[str]) -> None:
         PREDICTION_ERRORS.labels(code)
     for reason in LOG_LOSS_REASONS:
         LOG_ERRORS.labels(reason)
+    for decision in CONTROLLER_DECISIONS:
+        ROLLOUT_DECISIONS.labels(decision)
     classes = list(class_names)
     for version in versions:
         MODEL_VERSION_REQUESTS.labels(version)
         PREDICTION_LATENCY.labels(version)
         FEEDBACK_CORRECTIONS.labels(version)
+        SHADOW_PREDICTIONS.labels(version)
+        PREDICTION_FAILURES.labels(version)
         for outcome in FEEDBACK_OUTCOMES:
             FEEDBACK.labels(version, outcome)
         for name in classes:
@@ -101,6 +116,42 @@ class StateCollector:
         for version, value in state.get("accuracy", {}).items():
             accuracy.add_metric([version], value)
         yield accuracy
+        agreement = GaugeMetricFamily(
+            "model_shadow_agreement",
+            "Share of routed rows where a shadow version predicted what was served (current experiment)",
+            labels=["version"],
+        )
+        shadow_accuracy = GaugeMetricFamily(
+            "model_shadow_accuracy",
+            "Accuracy of a shadow version on labelled rows (current experiment)",
+            labels=["version"],
+        )
+        for version, shadow in state.get("shadow", {}).items():
+            if shadow["agreement"] is not None:
+                agreement.add_metric([version], shadow["agreement"])
+            if shadow["accuracy"] is not None:
+                shadow_accuracy.add_metric([version], shadow["accuracy"])
+        yield agreement
+        yield shadow_accuracy
+        rollout = state.get("rollout")
+        step = GaugeMetricFamily(
+            "rollout_step", "Step of the latest rollout in force (1-based; 0 when no rollout ever ran)", labels=[]
+        )
+        step.add_metric([], float(rollout["step"] + 1) if rollout else 0.0)
+        yield step
+        rollout_state = GaugeMetricFamily(
+            "rollout_state",
+            "1 for the latest rollout's state (running, promoted, rolled_back, aborted)",
+            labels=["state"],
+        )
+        for name in ROLLOUT_STATES:
+            rollout_state.add_metric([name], 1.0 if rollout and rollout["state"] == name else 0.0)
+        yield rollout_state
+        share = GaugeMetricFamily(
+            "rollout_candidate_share", "Percent of traffic the latest rollout's candidate gets in its step", labels=[]
+        )
+        share.add_metric([], float(rollout["share"]) if rollout else 0.0)
+        yield share
         weights = GaugeMetricFamily("model_traffic_weight", "Configured A/B weight", labels=["version"])
         for version, weight in state.get("weights", {}).items():
             weights.add_metric([version], weight)

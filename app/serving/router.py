@@ -12,6 +12,18 @@ import bisect
 import hashlib
 import random
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigUpdate:
+    """A routing change (a validated PUT /config body): what it changes (None: unchanged)."""
+
+    weights: dict[str, int] | None = None
+    shadow: list[str] | None = None
+    policy: str | None = None
+    """"fixed" or "thompson"."""
+    min_share: float | None = None
 
 
 class NoRoutableModel(Exception):

@@ -25,19 +25,32 @@ import numpy as np
 import numpy.typing as npt
 
 from app.clock import iso, utc_now
-from app.errors import BadRequest, IntegrityError, ModelUnavailable
+from app.errors import BadRequest, Conflict, IntegrityError, ModelUnavailable, NotFound
 from app.reports.ab import ab_report
 from app.reports.drift import window_drift
 from app.serving import metrics, model_sync
+from app.serving.controller import Controller, history_entry
 from app.serving.ids import is_uuid, issued_within, new_prediction_ids
 from app.serving.prediction_log import PredictionLog
 from app.serving.quota import ClientQuota
 from app.serving.registry import ModelSet, load_model_set
-from app.serving.router import NoRoutableModel, Router, hash_user, merge_weights
+from app.serving.rollouts import RolloutPlan, evaluate
+from app.serving.router import ConfigUpdate, NoRoutableModel, Router, hash_user, merge_weights
+from app.serving.shadow import Served, ShadowScorer
 from app.serving.tokens import FeedbackTokens
 from app.settings import Settings
 from app.stats.drift import drift_score_from_p
-from app.store import Experiment, LabelItem, LabelOutcome, PredictionRecord, Store, StoreUnavailable, open_store
+from app.store import (
+    Experiment,
+    LabelItem,
+    LabelOutcome,
+    PredictionRecord,
+    Rollout,
+    StateConflict,
+    Store,
+    StoreUnavailable,
+    open_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +171,12 @@ class Service:
             pending_seconds=settings.feedback_pending_seconds,
             on_lost=lambda reason, n: metrics.LOG_ERRORS.labels(reason).inc(n),
         )
+        self.shadow = ShadowScorer(
+            self.prediction_log,
+            max_rows=settings.log_queue_size,
+            on_lost=lambda n: metrics.LOG_ERRORS.labels("shadow_dropped").inc(n),
+        )
+        self.controller = Controller(self.store, interval=settings.controller_interval_seconds)
         self._drift_cache: tuple[float, dict[str, Any]] | None = None
         self._accuracy_cache: tuple[float, int, dict[str, float]] | None = None
         self._stop = threading.Event()
@@ -166,13 +185,17 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the prediction-log writer and the state poller."""
+        """Start the prediction-log writer, the shadow scorer, the state poller and the controller."""
         self.prediction_log.start()
+        self.shadow.start()
         self._sync_thread.start()
+        self.controller.start()
 
     def stop(self) -> None:
         """Flush the prediction log and stop background threads (clean shutdown loses nothing)."""
         self._stop.set()
+        self.controller.stop()
+        self.shadow.stop()  # its rows go to the prediction log, which drains next
         self.prediction_log.close()
         if self._sync_thread.ident is not None:
             self._sync_thread.join(timeout=5)
@@ -210,13 +233,20 @@ class Service:
         """
         routed = version is None
         version = self._serving_version(state, version, user_id)
-        proba = state.models.versions[version].predictor.predict_proba(X)
+        try:
+            proba = state.models.versions[version].predictor.predict_proba(X)
+        except Exception:  # noqa: BLE001 - any failure of a model is answered 503 and counted, never a 500
+            self._count_failure(state, version, routed)
+            raise ModelUnavailable(f"model {version} failed to predict; the failure is logged and counted") from None
         names = state.models.class_names
         latency = time.perf_counter() - started
         now = time.time()
         ids = new_prediction_ids(len(proba), now)
         answer = Prediction(version, proba, names, ids, iso(now), round(latency * 1000.0, 3), self.tokens)
-        self._log(state, answer, X, now, latency * 1000.0, user_id, client, routed=routed)
+        logged = self._log(state, answer, X, now, latency * 1000.0, user_id, client, routed=routed)
+        if logged is not None and routed and state.experiment.shadow:
+            self.shadow.submit(Served(state.models, state.experiment.shadow, state.experiment.id or None, now, X,
+                                      ids, answer.classes, *logged))  # fmt: skip
         metrics.MODEL_VERSION_REQUESTS.labels(version).inc()
         metrics.PREDICTION_LATENCY.labels(version).observe(latency)
         if len(ids) == 1:
@@ -226,6 +256,15 @@ class Service:
                 if count:
                     metrics.PREDICTIONS.labels(version, names[c]).inc(count)
         return answer
+
+    def _count_failure(self, state: State, version: str, routed: bool) -> None:
+        """A version failed to predict: logged with its traceback and counted where a rollout's guard reads it."""
+        log.exception("model %s failed to predict", version)
+        metrics.PREDICTION_FAILURES.labels(version).inc()
+        try:
+            self.store.count_errors(state.experiment.id or None if routed else None, version)
+        except StoreUnavailable as exc:
+            log.error("failed prediction not counted in the store: %s", exc)
 
     def _serving_version(self, state: State, version: str | None, user_id: str | None) -> str:
         """The version asked for (it must be loaded), or the router's choice."""
@@ -247,16 +286,16 @@ class Service:
         client: str | None,
         *,
         routed: bool,
-    ) -> None:
+    ) -> tuple[str | None, str | None] | None:
         """Buffer the request's rows for the prediction log, within the client's quota; rows the router did
-        not assign belong to no experiment period."""
+        not assign belong to no experiment period. Returns the (user, client) hashes logged, None if not logged."""
         ids = answer.prediction_ids
         client_hash = hash_user(self.salt, f"address\x00{client}") if client is not None else None
         if not self._quota.allow(client_hash, len(ids), now):
             metrics.LOG_ERRORS.labels("client_quota").inc(len(ids))
-            return
+            return None
         if not self.prediction_log.admits(len(ids)):
-            return
+            return None
         user_hash = hash_user(self.salt, user_id) if user_id is not None else None
         experiment_id = (state.experiment.id or None) if routed else None
         version = answer.version
@@ -266,6 +305,7 @@ class Service:
                 for pid, row, c, p in zip(ids, X.tolist(), answer.classes, answer.probabilities, strict=True)
             ]
         )
+        return user_hash, client_hash
 
     def health(self) -> Health:
         """Loaded versions and their checks; serving only while some loaded version gets traffic."""
@@ -323,26 +363,69 @@ class Service:
         body["weights"] = dict(exp.weights)
         body["shares"] = dict(state.router.shares)
         body["experiment"] = {"id": exp.id, "started_at": iso(exp.started_at), "source": exp.source}
+        body["shadow"] = list(exp.shadow)
+        body["policy"] = exp.policy or {"name": "fixed"}
         body["sticky"] = {"body_field": "user_id", "header": "X-User-ID"}
         return body
 
-    def set_weights(self, update: dict[str, int]) -> dict[str, Any]:
-        """Apply a well-formed weights update; a new experiment period starts now. Returns the new config."""
+    def set_config(self, update: ConfigUpdate) -> dict[str, Any]:
+        """Apply a well-formed routing change (weights, shadow versions, policy); a new experiment period starts
+        now. Refused while a rollout runs: it owns the weights until it ends or is aborted."""
         with self._lock:
             state = self.state
-            known = list(state.models.manifest.get("versions", {})) or list(state.experiment.weights)
+            running = self.store.current_rollout()
+            if running is not None and running.state == "running":
+                raise Conflict(
+                    f"rollout {running.id} is running and owns the routing: DELETE /rollouts/current to abort it first"
+                )
+            current = state.experiment
+            known = list(state.models.manifest.get("versions", {})) or list(current.weights)
             try:
-                weights = merge_weights(update, known, state.experiment.weights)
+                weights = merge_weights(update.weights or {}, known, current.weights)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             if state.models.versions and not any(weights.get(v, 0) > 0 for v in state.models.versions):
                 raise BadRequest(
                     f"no loaded version would get traffic: loaded {sorted(state.models.versions)}, weights {weights}"
                 )
-            started = self.store.start_experiment(weights, state.experiment.env_weights, "api")
+            shadow = list(current.shadow) if update.shadow is None else update.shadow
+            self._check_shadow(state.models, shadow, weights)
+            policy = self._policy(update, current, weights, state.models)
+            started = self.store.start_experiment(weights, current.env_weights, "api", shadow=shadow, policy=policy)
             self.state = State.build(state.models, started)
-        log.info("weights changed to %s (experiment %d)", weights, started.id)
+        log.info(
+            "routing changed: weights %s, shadow %s, policy %s (experiment %d)", weights, shadow, policy, started.id
+        )
         return self.config()
+
+    @staticmethod
+    def _check_shadow(models: ModelSet, shadow: list[str], weights: dict[str, int]) -> None:
+        for version in shadow:
+            if version not in weights:
+                raise BadRequest(f"unknown shadow version {version!r}; known: {', '.join(weights)}")
+            if version not in models.versions:
+                raise BadRequest(f"shadow version {version!r} is not loaded; see GET /health")
+            if weights[version] > 0:
+                raise BadRequest(
+                    f"{version} serves traffic (weight {weights[version]}): a shadow version must have weight 0"
+                )
+
+    @staticmethod
+    def _policy(
+        update: ConfigUpdate, current: Experiment, weights: dict[str, int], models: ModelSet
+    ) -> dict[str, Any] | None:
+        """The period's policy: unchanged unless asked; a new Thompson bandit starts from these weights."""
+        if update.policy is None:
+            return current.policy
+        if update.policy == "fixed":
+            return None
+        arms = [v for v, w in weights.items() if w > 0 and v in models.versions]
+        min_share = 0.1 if update.min_share is None else update.min_share
+        if len(arms) < 2:
+            raise BadRequest(f"a bandit needs two versions with traffic to choose between; weights {weights}")
+        if min_share * len(arms) > 1:
+            raise BadRequest(f"min_share {min_share:g} is more than {len(arms)} versions can each get")
+        return {"name": "thompson", "min_share": min_share, "versions": arms, "since_experiment": None}
 
     def reload(self) -> dict[str, Any]:
         """Reload models from MODELS_DIR here, and ask every other worker to do the same."""
@@ -364,6 +447,82 @@ class Service:
             "failed": dict(after.failed),
             "kept_previous": sorted(v for v in after.failed if v in after.versions),
         }
+
+    # -- rollouts ------------------------------------------------------------------------------
+
+    def start_rollout(self, plan: RolloutPlan) -> dict[str, Any]:
+        """Start a canary rollout at its first step; Conflict while another one runs."""
+        state = self.state
+        for version in (plan.candidate, plan.baseline):
+            state.models.known(version)
+            state.models.loaded(version)
+        versions = list(state.models.manifest.get("versions", {})) or list(state.experiment.weights)
+        weights = plan.weights(plan.steps[0], versions)
+        reason = f"started: {plan.candidate} gets {plan.steps[0]}% against {plan.baseline}"
+        try:
+            rollout = self.store.start_rollout(
+                plan.to_dict(), weights, history_entry(0, weights, "start", reason, None)
+            )
+        except StateConflict as exc:
+            raise Conflict(f"{exc}: wait for it to end or DELETE /rollouts/current") from None
+        log.info("rollout %d %s", rollout.id, reason)
+        self.sync()
+        return self._rollout_view(rollout)
+
+    def current_rollout(self) -> dict[str, Any]:
+        """The latest rollout, with the live evidence of its step while it runs."""
+        rollout = self.store.current_rollout()
+        if rollout is None:
+            raise NotFound("no rollout has been started; POST /rollouts with the admin token starts one")
+        return self._rollout_view(rollout)
+
+    def abort_rollout(self) -> dict[str, Any]:
+        """Abort the running rollout and give the baseline all traffic back."""
+        rollout = self.store.current_rollout()
+        if rollout is None or rollout.state != "running":
+            raise Conflict("no rollout is running" + (f" (rollout {rollout.id} {rollout.state})" if rollout else ""))
+        plan = RolloutPlan.from_dict(rollout.plan)
+        weights = plan.weights(0, list(self.state.experiment.weights) or [plan.baseline, plan.candidate])
+        entry = history_entry(rollout.step, weights, "abort", "aborted by an operator: the baseline serves all", None)
+        try:
+            ended = self.store.decide_rollout(
+                rollout.id, rollout.step, state="aborted", new_step=rollout.step, entry=entry, weights=weights
+            )
+        except StateConflict as exc:
+            raise Conflict(f"the rollout was decided meanwhile ({exc}); GET /rollouts/current") from None
+        metrics.ROLLOUT_DECISIONS.labels("abort").inc()
+        log.info("rollout %d aborted by an operator, weights %s", rollout.id, weights)
+        self.sync()
+        return self._rollout_view(ended)
+
+    def _rollout_view(self, rollout: Rollout) -> dict[str, Any]:
+        plan = RolloutPlan.from_dict(rollout.plan)
+        share = {"promoted": 100, "running": plan.steps[rollout.step]}.get(rollout.state, 0)
+        view: dict[str, Any] = {
+            "id": rollout.id,
+            "state": rollout.state,
+            "candidate": plan.candidate,
+            "baseline": plan.baseline,
+            "step": rollout.step,
+            "steps": list(plan.steps),
+            "share": share,
+            "weights": rollout.history[-1]["weights"] if rollout.history else {},
+            "experiment_id": rollout.experiment_id,
+            "plan": plan.to_dict(),
+            "started_at": iso(rollout.started_at),
+            "updated_at": iso(rollout.updated_at),
+            "history": rollout.history,
+        }
+        if rollout.state == "running":
+            verdict = evaluate(
+                plan,
+                rollout.step,
+                self.store.variant_counts(experiment_id=rollout.experiment_id),
+                self.store.latency_histograms(experiment_id=rollout.experiment_id),
+            )
+            view["evidence"] = verdict.evidence
+            view["next"] = {"decision": verdict.decision, "reason": verdict.reason}
+        return view
 
     # -- feedback and reports ------------------------------------------------------------------
 
@@ -467,6 +626,14 @@ class Service:
         except (StoreUnavailable, ModelUnavailable, ValueError) as exc:
             log.warning("drift not computed for /metrics: %s", exc)
         snapshot["accuracy"] = self._accuracy(state.experiment.id)
+        try:
+            rollout = self.store.current_rollout()
+            if rollout is not None:
+                view = self._rollout_view(rollout)
+                snapshot["rollout"] = {"step": view["step"], "state": view["state"], "share": view["share"]}
+            snapshot["shadow"] = ab_report(self.store, state.experiment)["shadow"] if state.experiment.shadow else {}
+        except StoreUnavailable as exc:
+            log.warning("rollout and shadow gauges not computed for /metrics: %s", exc)
         return snapshot
 
     def _accuracy(self, exp_id: int) -> dict[str, float]:

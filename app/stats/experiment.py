@@ -158,6 +158,44 @@ def srm_test(
     return result
 
 
+SRM_NOT_APPLICABLE = (
+    "not applicable: a bandit moves traffic toward the better version by design, so shares do not follow fixed "
+    "weights; see each version's share over time"
+)
+
+
+def shadow_summary(
+    requests: int, agreed: int, labeled: int, correct: int, served_correct: int, discordant: int, alpha: float = 0.05
+) -> dict[str, Any]:
+    """A shadow version judged on the rows it scored beside the served versions.
+
+    Agreement is over every scored row; accuracy, the served versions' accuracy and their difference are over
+    the same labelled rows, so the comparison is paired: McNemar's exact test (a binomial test on the rows
+    where exactly one of the two was right; McNemar 1947) says whether the difference is more than chance.
+    """
+    if not 0 <= agreed <= requests or not 0 <= correct <= labeled or not 0 <= served_correct <= labeled:
+        raise ValueError("shadow counts must satisfy 0 <= agreed <= requests and 0 <= correct <= labeled")
+    if not abs(correct - served_correct) <= discordant <= labeled or (discordant + correct - served_correct) % 2:
+        raise ValueError("discordant rows must account for the difference between correct and served_correct")
+    shadow_only = (discordant + correct - served_correct) // 2  # right where the served version was wrong
+    p_value = float(stats.binomtest(shadow_only, discordant, 0.5).pvalue) if discordant else 1.0
+    return {
+        "requests": requests,
+        "agreement": agreed / requests if requests else None,
+        "labeled": labeled,
+        "correct": correct,
+        "accuracy": correct / labeled if labeled else None,
+        "accuracy_ci95": list(wilson_interval(correct, labeled)) if labeled else None,
+        "served_accuracy": served_correct / labeled if labeled else None,
+        "accuracy_diff": (correct - served_correct) / labeled if labeled else None,
+        "discordant": discordant,
+        "p_value": p_value,
+        "p_value_text": format_p(p_value, alpha),
+        "method": "mcnemar-exact",
+        "significant": bool(p_value < alpha),
+    }
+
+
 def _validate(variant: VariantData) -> None:
     """Raise ValueError for counts that cannot come from a real period."""
     if variant.weight < 0 or variant.requests < 0 or variant.labeled < 0:
@@ -216,8 +254,13 @@ def build_report(
     alpha: float = 0.05,
     srm_threshold: float = 0.001,
     power: float = 0.8,
+    srm_applies: bool = True,
 ) -> dict[str, Any]:
-    """Build the JSON-serialisable A/B report: per-variant stats, comparisons, SRM and a recommendation."""
+    """Build the JSON-serialisable A/B report: per-variant stats, comparisons, SRM and a recommendation.
+
+    ``srm_applies`` is False when traffic follows a bandit rather than fixed weights: the check is reported as
+    not applicable instead of crying mismatch.
+    """
     _check_report_inputs(variants, baseline, alpha, power)
     active = [v for v in variants if _is_active(v)]
     active_versions = [v.version for v in active]
@@ -236,6 +279,9 @@ def build_report(
         {v.version: v.expected_share for v in active},
         threshold=srm_threshold,
     )
+    srm["applicable"] = srm_applies
+    if not srm_applies:
+        srm.update(mismatch=False, note=SRM_NOT_APPLICABLE)
     report: dict[str, Any] = {
         "baseline": baseline,
         "alpha": alpha,
@@ -397,6 +443,7 @@ def render_text(report: dict[str, Any]) -> str:
     lines += _variant_table(report["variants"])
     lines.append("")
     lines += _comparison_lines(report["comparisons"], report["alpha"])
+    lines += _shadow_lines(report.get("shadow") or {})
     lines.append(_srm_line(report["srm"]))
     lines.extend(["", f"Recommendation: {report['recommendation']}"])
     return "\n".join(lines) + "\n"
@@ -481,8 +528,28 @@ def _comparison_line(c: dict[str, Any], alpha: float) -> str:
     )
 
 
+def _shadow_lines(shadow: dict[str, dict[str, Any]]) -> list[str]:
+    """The shadow versions, each judged against what was served on the same rows."""
+    if not shadow:
+        return []
+    lines = ["Shadow versions (scored beside the served ones, never returned):"]
+    for version, s in shadow.items():
+        agreement = _fmt(None if s["agreement"] is None else 100.0 * s["agreement"], ".1f", "%")
+        head = f"  {version}: {s['requests']} rows, agrees with served {agreement}"
+        if not s["labeled"]:
+            lines.append(head + ", no labelled rows yet")
+            continue
+        lines.append(
+            head + f", accuracy {pct(s['accuracy'])} vs served {pct(s['served_accuracy'])} on the same "
+            f"{s['labeled']} labelled rows ({100.0 * s['accuracy_diff']:+.1f} pp, {s['p_value_text']}, McNemar)"
+        )
+    return lines
+
+
 def _srm_line(srm: dict[str, Any]) -> str:
     """The sample-ratio-mismatch check in one line."""
+    if not srm.get("applicable", True):
+        return f"SRM: {srm['note']}"
     status = "MISMATCH" if srm["mismatch"] else "ok"
     # statistic is None only when a 0%-share variant got traffic, i.e. chi-square is infinite.
     chi2 = "inf" if srm["statistic"] is None else f"{srm['statistic']:.2f}"

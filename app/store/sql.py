@@ -634,10 +634,7 @@ class SqlStore(ABC):
             f"{where} GROUP BY experiment_id, version ORDER BY experiment_id, version",
             params,
         )
-        return [
-            VariantCounts(None if r[0] == _NO_PERIOD else int(r[0]), r[1], *(int(x) for x in r[2:]))
-            for r in rows
-        ]
+        return [VariantCounts(None if r[0] == _NO_PERIOD else int(r[0]), r[1], *(int(x) for x in r[2:])) for r in rows]
 
     def shadow_counts(
         self, *, experiment_id: int | None = None, since: float | None = None, from_experiment: int | None = None

@@ -7,15 +7,18 @@ import re
 import pytest
 
 from app.api.validation import (
+    parse_config_update,
     parse_feedback,
     parse_json,
     parse_label,
     parse_predict,
+    parse_rollout_plan,
     parse_since_arg,
     parse_user_id,
-    parse_weights_update,
 )
 from app.errors import BadRequest
+from app.serving.rollouts import RolloutPlan
+from app.serving.router import ConfigUpdate
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -36,6 +39,13 @@ def test_body_user_id_wins_over_the_header():
     ("raw", "message"),
     [
         ({}, 'send {"weights": {"v1": 90, "v2": 10}}'),
+        ({"shadow": "v3"}, "list of at most 5"),
+        ({"shadow": ["v3", "v3"]}, "names a version twice"),
+        ({"shadow": [3]}, "must list version names"),
+        ({"policy": "greedy"}, "must be one of fixed, thompson"),
+        ({"min_share": 0.1}, "goes with"),
+        ({"policy": "thompson", "min_share": 0.9}, "from 0 to 0.5"),
+        ({"policy": "thompson", "min_share": True}, "from 0 to 0.5"),
         ({"weights": {}}, "non-empty object"),
         ({"weights": [90, 10]}, "non-empty object"),
         ({"weights": {"v1": -1}}, "between 0 and 1000000"),
@@ -47,13 +57,47 @@ def test_body_user_id_wins_over_the_header():
         ({"weights": {"v1": 1}, "extra": 1}, "send {"),
     ],
 )
-def test_parse_weights_update_rejects(raw, message):
+def test_parse_config_update_rejects(raw, message):
     with pytest.raises(BadRequest, match=re.escape(message)):
-        parse_weights_update(raw)
+        parse_config_update(raw)
 
 
-def test_parse_weights_update_accepts_a_partial_update():
-    assert parse_weights_update({"weights": {"v1": 90}}) == {"v1": 90}
+def test_parse_config_update_accepts_any_part():
+    assert parse_config_update({"weights": {"v1": 90}}) == ConfigUpdate(weights={"v1": 90})
+    assert parse_config_update({"shadow": []}) == ConfigUpdate(shadow=[])
+    both = parse_config_update({"shadow": ["v3"], "policy": "thompson", "min_share": 0})
+    assert both == ConfigUpdate(shadow=["v3"], policy="thompson", min_share=0.0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"candidate": "v2", "baseline": "v1"}, "send a plan like"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "speed": 1}, "unknown fields 'speed'"),
+        ({"candidate": "v2", "baseline": "v2", "steps": [10]}, "must be different"),
+        ({"candidate": 2, "baseline": "v1", "steps": [10]}, '"candidate" must be a version name'),
+        ({"candidate": "v2", "baseline": "v1", "steps": [50, 10]}, "increasing percentages"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [0, 10]}, "increasing percentages"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10, 101]}, "increasing percentages"),
+        ({"candidate": "v2", "baseline": "v1", "steps": []}, "increasing percentages"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [True]}, "increasing percentages"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [100]}, "needs a step below 100"),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "min_labels": 0}, '"min_labels" must be an integer'),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "min_labels": 2.5}, '"min_labels" must be an integer'),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "margin": "0.1"}, '"margin" must be a number'),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "max_p99_ms": 0}, '"max_p99_ms" must be a number'),
+        ({"candidate": "v2", "baseline": "v1", "steps": [10], "alpha": 0.9}, '"alpha" must be a number'),
+    ],
+)
+def test_parse_rollout_plan_rejects(raw, message):
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        parse_rollout_plan(raw)
+
+
+def test_parse_rollout_plan_fills_defaults():
+    plan = parse_rollout_plan({"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100], "margin": 0})
+    assert plan == RolloutPlan("v2", "v1", (10, 50, 100), margin=0.0)
+    assert plan.min_labels == 200 and plan.max_error_rate == 0.02 and plan.max_p99_ms == 50.0
 
 
 def test_parse_feedback_single_and_bulk():

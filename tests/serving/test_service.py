@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.errors import BadRequest
+from app.serving.router import ConfigUpdate
 from app.serving.service import Service
 from app.store import StoreUnavailable
 from tests.helpers import counter, wait_until
@@ -33,19 +34,19 @@ def test_predict_routes_logs_and_answers(service):
     assert row["experiment_id"] == service.experiment.id
 
 
-def test_set_weights_starts_a_period_and_reroutes(service):
+def test_a_weights_change_starts_a_period_and_reroutes(service):
     before = service.experiment.id
-    config = service.set_weights({"v1": 0})
+    config = service.set_config(ConfigUpdate(weights={"v1": 0}))
     assert config["weights"] == {"v1": 0, "v2": 50} and config["experiment"]["id"] == before + 1
     assert {service.predict(SETOSA, f"u{i}", 0.0, service.state).version for i in range(20)} == {"v2"}
     with pytest.raises(BadRequest, match="unknown model version"):
-        service.set_weights({"v7": 1})
+        service.set_config(ConfigUpdate(weights={"v7": 1}))
     assert service.experiment.id == before + 1
 
 
 def test_sync_adopts_newer_periods_only(service, monkeypatch):
     older = service.experiment
-    service.set_weights({"v1": 10})
+    service.set_config(ConfigUpdate(weights={"v1": 10}))
     newer = service.experiment
     monkeypatch.setattr(service.store, "latest_experiment", lambda: older)
     service.sync()
@@ -56,7 +57,7 @@ def test_a_second_worker_adopts_a_change_within_a_poll(service, settings):
     other = Service(settings)
     other.start()
     try:
-        service.set_weights({"v1": 90, "v2": 10})
+        service.set_config(ConfigUpdate(weights={"v1": 90, "v2": 10}))
         # state_poll_seconds is 0.1 in these settings: a few polls, not the whole timeout.
         wait_until(lambda: other.experiment == service.experiment, timeout=2, message="the other worker adopting")
         assert other.state.router.weights == {"v1": 90, "v2": 10}
@@ -76,7 +77,7 @@ def test_predictions_are_served_while_the_store_is_locked(settings):
         assert service.prediction_log.flush(timeout=5)
         assert service.prediction_log.unwritten == 5
         with pytest.raises(StoreUnavailable, match="locked"):
-            service.set_weights({"v1": 1})
+            service.set_config(ConfigUpdate(weights={"v1": 1}))
         health = service.health()
         assert health.serving and health.body["status"] == "degraded"
         assert health.body["store"]["status"] == "unavailable" and health.body["store"]["unwritten_rows"] == 5
@@ -113,7 +114,7 @@ def test_health_says_not_serving_until_a_loaded_version_gets_traffic(settings):
         health = service.health()
         assert health.serving is False and health.body["status"] == "unhealthy"
         assert "sha256 mismatch" in health.body["errors"]["v1"]
-        service.set_weights({"v2": 1})
+        service.set_config(ConfigUpdate(weights={"v2": 1}))
         assert service.health().serving is True and service.health().body["status"] == "degraded"
     finally:
         service.stop()
