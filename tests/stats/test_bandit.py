@@ -1,4 +1,5 @@
-"""Thompson-sampling routing: shares against exact probabilities, the floor, determinism, rounding, the change gate."""
+"""Thompson-sampling routing: shares against exact probabilities, the floor, determinism, rounding, the change gate,
+and the simulated controller against a fixed equal split."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scipy import integrate, stats
 
 from app.settings import REPO_DIR
 from app.stats.bandit import allocation_changed, probability_best, shares_to_weights, thompson_shares
+from app.stats.simulation import simulate_bandit
 
 COUNTS = [
     {"v1": (100, 95), "v2": (100, 50)},
@@ -213,3 +215,28 @@ def test_an_allocation_changes_when_a_share_moves_by_the_tolerance():
 def test_bad_allocations_are_refused(old, new, tolerance, message):
     with pytest.raises(ValueError, match=message):
         allocation_changed(old, new, tolerance)
+
+
+def test_thompson_routing_serves_the_better_version_and_loses_less_than_an_even_split():
+    result = simulate_bandit([0.80, 0.95], horizons=(1000, 3000), runs=20, draws=1000, seed=3)
+    equal = result.equal_regret.mean(axis=0)
+    assert equal == pytest.approx([0.5 * 0.15 * 1000, 0.5 * 0.15 * 3000], rel=0.05)
+    assert np.all(result.thompson_regret.mean(axis=0) < 0.5 * equal)
+    assert np.all(result.shares[:, -1, 1] >= 0.85) and np.all(result.shares[:, -1, 0] >= 0.1)
+    assert np.allclose(result.shares.sum(axis=2), 1.0)
+
+
+def test_the_controller_only_acts_on_labels_that_have_arrived():
+    # Until request every + lag, the labels of the first `every` requests are not all in: the split stays even.
+    every, lag = 50, 30
+    at = (every + lag, every + lag + 1)
+    result = simulate_bandit([0.3, 0.99], horizons=at, runs=10, every=every, lag=lag, draws=1000)
+    assert np.all(result.periods[:, 0] == 0) and np.all(result.shares[:, 0] == 0.5)
+    assert np.array_equal(result.thompson_regret[:, 0], result.equal_regret[:, 0])  # the same points, routed alike
+    assert np.all(result.periods[:, 1] == 1) and np.all(result.shares[:, 1, 1] > 0.5)
+
+
+def test_equal_versions_cost_nothing_and_keep_their_floor():
+    result = simulate_bandit([0.9, 0.9, 0.9], horizons=(500, 2000), runs=10, min_share=0.2, draws=1000)
+    assert not result.thompson_regret.any() and not result.equal_regret.any()
+    assert result.shares.min() >= 0.2
