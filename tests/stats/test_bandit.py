@@ -15,6 +15,7 @@ from scipy import integrate, stats
 from app.settings import REPO_DIR
 from app.stats.bandit import allocation_changed, probability_best, shares_to_weights, thompson_shares
 from app.stats.simulation import simulate_bandit
+from benchmarks.bench_bandit import main as bench_main
 
 COUNTS = [
     {"v1": (100, 95), "v2": (100, 50)},
@@ -240,3 +241,12 @@ def test_equal_versions_cost_nothing_and_keep_their_floor():
     result = simulate_bandit([0.9, 0.9, 0.9], horizons=(500, 2000), runs=10, min_share=0.2, draws=1000)
     assert not result.thompson_regret.any() and not result.equal_regret.any()
     assert result.shares.min() >= 0.2
+
+
+def test_the_benchmark_runs_and_prints_a_row_per_scenario_and_horizon(capsys):
+    assert bench_main(["--runs", "2", "--horizons", "300,600", "--draws", "200", "--three"]) == 0
+    out = capsys.readouterr().out
+    assert "min_share 0.1" in out
+    for scenario in ("90% vs 95%", "80% vs 95%", "A/A, both 95%", "85% vs 90% vs 95%"):
+        assert scenario in out
+    assert out.count("     600 ") == 4
