@@ -21,6 +21,9 @@ the Iris training rows), which keeps multi-modal features multi-modal.
 
 ``simulate_peeking`` draws labelled A/B experiments and reads both verdicts (the fixed-horizon test and the
 always-valid one) after every batch of labels, as an operator refreshing the report would.
+
+``simulate_bandit`` routes simulated traffic with Thompson-sampling weights (``app.stats.bandit``), re-allocated by a
+controller as labels come in late, and with a fixed equal split on the same traffic, and counts each one's regret.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ from sklearn.datasets import load_iris
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 
+from app.stats.bandit import (
+    DEFAULT_DRAWS,
+    DEFAULT_TOLERANCE,
+    DEFAULT_TOTAL,
+    allocation_changed,
+    shares_to_weights,
+    thompson_shares,
+)
 from app.stats.drift import detect_drift
 from app.stats.experiment import compare_proportions
 from app.stats.sequential import DEFAULT_N_STAR, compare_sequential
@@ -288,3 +299,113 @@ def simulate_peeking(
         fixed_at_end=fixed_end / runs,
         sequential_median_labels=float(np.median(seq_first)) if seq_first else None,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class BanditResult:
+    """Thompson-sampling routing and a fixed equal split on the same simulated traffic, per run and horizon."""
+
+    accuracies: tuple[float, ...]
+    horizons: tuple[int, ...]
+    thompson_regret: npt.NDArray[np.float64]
+    """(runs, horizons): expected wrong answers beyond always serving the best version, over the first h requests."""
+    equal_regret: npt.NDArray[np.float64]
+    """(runs, horizons): the same for the fixed equal split, routed by the same random points."""
+    shares: npt.NDArray[np.float64]
+    """(runs, horizons, versions): Thompson's traffic shares (from its integer weights) in force at request h."""
+    periods: npt.NDArray[np.int64]
+    """(runs, horizons): new allocations the controller started within the first h requests."""
+
+
+def simulate_bandit(
+    accuracies: Sequence[float],
+    *,
+    horizons: Sequence[int] = (1000, 5000, 20_000),
+    runs: int = 200,
+    min_share: float = 0.1,
+    every: int = 100,
+    lag: int = 100,
+    draws: int = DEFAULT_DRAWS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    total: int = DEFAULT_TOTAL,
+    seed: int = 0,
+) -> BanditResult:
+    """Requests arrive one at a time at versions right with probability ``accuracies``; each request's label arrives
+    ``lag`` requests later. After every ``every`` labels a controller turns the counts so far into weights
+    (``thompson_shares`` -> ``shares_to_weights``) and adopts them only if ``allocation_changed``; requests are
+    routed by the router's walk of the cumulative weights. The equal split routes the same random points.
+
+    Requests, labels and re-allocations happen in order, so the first h requests of a run are a run of h requests:
+    one run to the largest horizon gives every horizon.
+    """
+    acc = np.asarray(accuracies, dtype=np.float64)
+    if acc.ndim != 1 or acc.size < 2 or not np.all((acc >= 0.0) & (acc <= 1.0)):
+        raise ValueError(f"accuracies must be at least two probabilities, got {list(accuracies)}")
+    if not horizons or min(horizons) < 1:
+        raise ValueError(f"horizons must be positive request counts, got {list(horizons)}")
+    if runs < 1 or every < 1 or lag < 0:
+        raise ValueError(f"runs and every must be >= 1 and lag >= 0, got {runs}, {every}, {lag}")
+    k = acc.size
+    names = [f"v{i + 1}" for i in range(k)]
+    n = max(horizons)
+    ends = np.asarray(horizons, dtype=np.int64)
+    loss = acc.max() - acc
+    equal = shares_to_weights(dict.fromkeys(names, 1.0 / k), total)
+    thompson_regret = np.empty((runs, len(ends)))
+    equal_regret = np.empty((runs, len(ends)))
+    shares = np.empty((runs, len(ends), k))
+    periods = np.empty((runs, len(ends)), dtype=np.int64)
+    for run in range(runs):
+        rng = np.random.default_rng([seed, run])
+        point = rng.random(n)  # where each request lands on [0, 1): the router's random draw
+        outcome = rng.random(n)  # request i is answered right by version v iff outcome[i] < accuracy[v]
+        served = np.empty(n, dtype=np.int64)
+        weights = equal
+        starts, allocations = [0], [_weight_vector(weights, names)]
+        labeled = np.zeros(k, dtype=np.int64)
+        correct = np.zeros(k, dtype=np.int64)
+        start, labelled_to = 0, 0
+        while start < n:
+            # The labels of requests [0, labelled_to + every) are all in once request labelled_to + every + lag is
+            # about to be routed: until then the weights stay.
+            stop = min(labelled_to + every + lag, n)
+            served[start:stop] = _walk(allocations[-1], point[start:stop])
+            start = stop
+            if start == n:
+                break
+            new_labels = served[labelled_to : labelled_to + every]
+            right = outcome[labelled_to : labelled_to + every] < acc[new_labels]
+            labeled += np.bincount(new_labels, minlength=k)
+            correct += np.bincount(new_labels[right], minlength=k)
+            labelled_to += every
+            counts = {name: (int(labeled[i]), int(correct[i])) for i, name in enumerate(names)}
+            proposed = shares_to_weights(thompson_shares(counts, min_share=min_share, draws=draws), total)
+            if allocation_changed(weights, proposed, tolerance):
+                weights = proposed
+                starts.append(start)
+                allocations.append(_weight_vector(weights, names))
+        in_force = np.searchsorted(np.asarray(starts), ends - 1, side="right") - 1
+        thompson_regret[run] = np.cumsum(loss[served])[ends - 1]
+        equal_regret[run] = np.cumsum(loss[_walk(_weight_vector(equal, names), point)])[ends - 1]
+        shares[run] = np.stack(allocations)[in_force] / total
+        periods[run] = in_force
+    return BanditResult(
+        accuracies=tuple(float(a) for a in acc),
+        horizons=tuple(int(h) for h in ends),
+        thompson_regret=thompson_regret,
+        equal_regret=equal_regret,
+        shares=shares,
+        periods=periods,
+    )
+
+
+def _weight_vector(weights: dict[str, int], names: Sequence[str]) -> npt.NDArray[np.int64]:
+    """The weights in the simulation's version order."""
+    return np.array([weights[name] for name in names], dtype=np.int64)
+
+
+def _walk(weights: npt.NDArray[np.int64], points: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """The version each point picks: ``app.serving.router.Router.choose``'s walk of the cumulative weights."""
+    edges = np.cumsum(weights) / weights.sum()
+    chosen: npt.NDArray[np.int64] = np.minimum(np.searchsorted(edges, points, side="right"), weights.size - 1)
+    return chosen
