@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.openapi import openapi_document
 from tests.helpers import counter
@@ -21,3 +22,12 @@ def check_schema(response: Any, path: str, method: str = "get") -> None:
 def served() -> float:
     """Requests served by any version so far."""
     return sum(counter("model_version_requests_total", version=v) for v in ("v1", "v2"))
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """One sample of a /metrics body, None when it is not there."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
