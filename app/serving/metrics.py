@@ -152,6 +152,14 @@ class StateCollector:
         )
         share.add_metric([], float(rollout["share"]) if rollout else 0.0)
         yield share
+        policy = GaugeMetricFamily(
+            "model_routing_policy",
+            "1 for the routing policy in force (fixed weights, or the Thompson bandit)",
+            labels=["policy"],
+        )
+        for name in ("fixed", "thompson"):
+            policy.add_metric([name], 1.0 if state.get("policy", "fixed") == name else 0.0)
+        yield policy
         weights = GaugeMetricFamily("model_traffic_weight", "Configured A/B weight", labels=["version"])
         for version, weight in state.get("weights", {}).items():
             weights.add_metric([version], weight)

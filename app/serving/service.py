@@ -606,6 +606,7 @@ class Service:
             "store_available": self.store.health().available,
             "unwritten_rows": self.prediction_log.unwritten,
             "weights": dict(state.experiment.weights),
+            "policy": (state.experiment.policy or {"name": "fixed"})["name"],
             "models": {
                 v: {
                     "sha256": lv.sha256,

@@ -47,6 +47,7 @@ ALERTS = (
     "HighPredictionLatencyP95",
     "PredictionApiDown",
     "ABSplitMismatch",
+    "RolloutRolledBack",
     "StateStoreUnavailable",
 )
 

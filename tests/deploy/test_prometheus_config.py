@@ -163,6 +163,8 @@ def test_alert_rules_use_metrics_the_app_exports(alert_rules, client):
         "without",
         "histogram_quantile",
         "avg_over_time",
+        "max_over_time",
+        "unless",
         "le",
         "version",
         "job",
