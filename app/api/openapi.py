@@ -488,6 +488,12 @@ SCHEMAS: dict[str, Schema] = {
                     "note": {"type": "string"},
                 },
             },
+            "allocation": {
+                "type": ["array", "null"],
+                "description": "Under the Thompson policy: each of its periods with the shares it configured and "
+                "served (each version's share over time); null under fixed weights",
+                "items": {"type": "object", "required": ["experiment_id", "started_at", "weights", "configured_share"]},
+            },
             "shadow": {
                 "type": "object",
                 "description": "Each shadow version on the rows it scored: agreement with what was served, and "

@@ -31,7 +31,8 @@ def ab_report(
         counts = store.variant_counts(from_experiment=start)
         latencies = store.latency_histograms(from_experiment=start)
         shadow = store.shadow_counts(from_experiment=start)
-        expected = dict(shares) if shares is not None else traffic_shares(current.weights)
+        periods = {e.id: e for e in store.experiments() if e.id >= start}
+        expected = _mixed_shares(counts, periods, current)
     elif since is None:
         counts = store.variant_counts(experiment_id=current.id)
         latencies = store.latency_histograms(experiment_id=current.id)
@@ -81,7 +82,31 @@ def ab_report(
         "generated_at": utc_now(),
         **report,
         "shadow": _shadow(shadow, report["alpha"]),
+        "allocation": _allocation(counts, periods) if since is None and bandit else None,
     }
+
+
+def _allocation(counts: Sequence[VariantCounts], periods: Mapping[int, Experiment]) -> list[dict[str, Any]]:
+    """Under a bandit: each of its periods with the shares it configured and the shares it served, oldest first."""
+    served: dict[int, dict[str, int]] = {}
+    for c in counts:
+        if c.experiment_id is not None:
+            served.setdefault(c.experiment_id, {})[c.version] = c.requests
+    allocation = []
+    for exp_id in sorted(periods):
+        period, requests = periods[exp_id], served.get(exp_id, {})
+        total = sum(requests.values())
+        allocation.append(
+            {
+                "experiment_id": exp_id,
+                "started_at": iso(period.started_at),
+                "weights": dict(period.weights),
+                "configured_share": traffic_shares(period.weights),
+                "requests": requests,
+                "observed_share": {v: n / total for v, n in requests.items()} if total else None,
+            }
+        )
+    return allocation
 
 
 def _shadow(counts: Sequence[ShadowCounts], alpha: float) -> dict[str, dict[str, Any]]:

@@ -109,8 +109,13 @@ def test_the_thompson_policy(client):
     policy = r.get_json()["policy"]
     assert policy["name"] == "thompson" and policy["min_share"] == 0.2 and policy["versions"] == ["v1", "v2"]
     assert policy["since_experiment"] == r.get_json()["experiment"]["id"]
+    client.post("/predict", json={"features": SETOSA})
     report = client.get("/ab/report").get_json()
     assert report["srm"]["applicable"] is False and "bandit" in report["srm"]["note"]
+    (period,) = report["allocation"]
+    assert (
+        period["configured_share"] == {"v1": 0.5, "v2": 0.5} and period["experiment_id"] == policy["since_experiment"]
+    )
     too_much = client.put("/config", json={"policy": "thompson", "min_share": 0.5, "weights": {"v1": 1}}, headers=ADMIN)
     assert too_much.status_code == 200  # 2 versions x 0.5 is exactly everything
     one = client.put("/config", json={"policy": "thompson", "weights": {"v1": 0}}, headers=ADMIN)
@@ -118,3 +123,4 @@ def test_the_thompson_policy(client):
     fixed = client.put("/config", json={"policy": "fixed"}, headers=ADMIN)
     assert fixed.get_json()["policy"] == {"name": "fixed"}
     assert client.get("/ab/report").get_json()["srm"]["applicable"] is True
+    assert client.get("/ab/report").get_json()["allocation"] is None
