@@ -20,7 +20,10 @@ def imported_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["app.cli.ab_report", "app.reports.ab", "app.reports.drift", "app.cli.drift_report"])
+@pytest.mark.parametrize(
+    "module",
+    ["app.cli.ab_report", "app.reports.ab", "app.reports.drift", "app.reports.timeline", "app.cli.drift_report"],
+)
 def test_reports_load_without_models_flask_or_the_serving_core(module):
     loaded = imported_after(f"import {module}")
     assert not {"sklearn", "flask", "app.serving.service", "app.serving.registry"} & loaded, sorted(loaded)

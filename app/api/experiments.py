@@ -1,4 +1,5 @@
-"""The feedback loop: POST /feedback labels predictions, GET /ab/report judges the versions."""
+"""The feedback loop: POST /feedback labels predictions, GET /ab/report judges the versions, GET /ab/timeline
+shows them over time."""
 
 from __future__ import annotations
 
@@ -47,3 +48,9 @@ def feedback() -> Response:
 def ab_report() -> Response:
     """Which version is better and how sure we are, for the current period or since ``?since=``."""
     return json_response(current_service().ab_report(parse_since_arg(request.args.get("since"))))
+
+
+@bp.get("/ab/timeline")
+def ab_timeline() -> Response:
+    """Each version's accuracy and share over time with the experiment periods, since ``?since=`` (7 days)."""
+    return json_response(current_service().timeline(parse_since_arg(request.args.get("since"))))

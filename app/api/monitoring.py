@@ -1,10 +1,11 @@
-"""What operators and Prometheus read: /health, /drift, /metrics."""
+"""What operators and Prometheus read: /health, /drift, /drift/history, /metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from app.api.http import current_service, json_response
+from app.api.validation import parse_points_arg
 from app.serving import metrics
 
 bp = Blueprint("monitoring", __name__)
@@ -21,6 +22,12 @@ def health() -> Response:
 def drift() -> Response:
     """Drift of the live window against the training data."""
     return json_response(current_service().drift())
+
+
+@bp.get("/drift/history")
+def drift_history() -> Response:
+    """Drift of ``?points=`` successive windows back through the log, oldest first."""
+    return json_response(current_service().drift_history(parse_points_arg(request.args.get("points"))))
 
 
 @bp.get("/metrics")

@@ -515,6 +515,88 @@ SCHEMAS: dict[str, Schema] = {
             "recommendation": {"type": "string"},
         },
     },
+    "Period": {
+        "type": "object",
+        "required": ["id", "started_at", "ended_at", "weights", "shares", "source", "shadow", "policy"],
+        "properties": {
+            "id": {"type": "integer"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "ended_at": {"type": ["string", "null"], "description": "null for the period in force"},
+            "weights": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "shares": {"type": "object", "additionalProperties": {"type": "number"}},
+            "source": {"type": "string"},
+            "shadow": {"type": "array", "items": {"type": "string"}},
+            "policy": {"type": ["object", "null"]},
+        },
+    },
+    "TimelinePoint": {
+        "type": "object",
+        "description": "One version at one (period ∩ hour) slice: the slice's own requests and share of the routed "
+        "requests; labels, correct labels, accuracy and intervals counted from since to the slice's end (at)",
+        "required": ["at", "experiment_id", "requests", "labeled", "correct", "share", "accuracy", "ci95", "cs"],
+        "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "experiment_id": {"type": "integer"},
+            "requests": {"type": "integer", "minimum": 0},
+            "labeled": {"type": "integer", "minimum": 0},
+            "correct": {"type": "integer", "minimum": 0},
+            "share": NUMBER_OR_NULL,
+            "accuracy": NUMBER_OR_NULL,
+            "ci95": {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            "cs": {
+                "type": ["array", "null"],
+                "items": {"type": "number"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "Always-valid 95% confidence sequence",
+            },
+        },
+    },
+    "Timeline": {
+        "type": "object",
+        "required": ["generated_at", "since", "alpha", "periods", "versions", "shadow"],
+        "properties": {
+            "generated_at": {"type": "string", "format": "date-time"},
+            "since": {"type": "string", "format": "date-time"},
+            "alpha": {"type": "number"},
+            "periods": {"type": "array", "items": {"$ref": "#/components/schemas/Period"}},
+            "versions": {
+                "type": "object",
+                "description": "Per version, at most 2,000 points (the newest), oldest first",
+                "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/TimelinePoint"}},
+            },
+            "shadow": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/TimelinePoint"}},
+            },
+        },
+    },
+    "DriftHistory": {
+        "type": "object",
+        "required": ["threshold", "window_size", "windows", "timestamp"],
+        "properties": {
+            "threshold": {"type": "number"},
+            "window_size": {"type": "integer"},
+            "timestamp": {"type": "string"},
+            "windows": {
+                "type": "array",
+                "description": "Oldest first; windows never share a row",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "end", "rows", "drift_score", "drift_detected", "status", "features"],
+                    "properties": {
+                        "start": {"type": "string", "format": "date-time"},
+                        "end": {"type": "string", "format": "date-time"},
+                        "rows": {"type": "integer", "minimum": 1},
+                        "drift_score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "drift_detected": {"type": "boolean"},
+                        "status": {"enum": ["OK", "WARNING"]},
+                        "features": {"$ref": "#/components/schemas/Drift/properties/features"},
+                    },
+                },
+            },
+        },
+    },
 }
 
 ADMIN: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -540,10 +622,12 @@ def openapi_document() -> Schema:
             "/models": {"get": _models()},
             "/models/reload": {"post": _reload_models()},
             "/drift": {"get": _drift()},
+            "/drift/history": {"get": _drift_history()},
             "/feedback": {"post": _feedback()},
             "/ab/report": {"get": _ab_report()},
             "/rollouts": {"post": _start_rollout()},
             "/rollouts/current": {"get": _current_rollout(), "delete": _abort_rollout()},
+            "/ab/timeline": {"get": _ab_timeline()},
             "/metrics": {"get": _metrics()},
             "/openapi.json": {"get": _openapi()},
             "/": {"get": _index()},
@@ -630,6 +714,21 @@ def _drift() -> Schema:
     }
 
 
+def _drift_history() -> Schema:
+    """GET /drift/history."""
+    points = {
+        "name": "points",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    }
+    return {
+        "summary": "Drift of successive windows going back through the prediction log",
+        "parameters": [points],
+        "responses": {"200": _json_response("Drift windows, oldest first", _ref("DriftHistory")), **_errors(400, 503)},
+    }
+
+
 def _feedback() -> Schema:
     """POST /feedback."""
     return {
@@ -682,6 +781,15 @@ def _abort_rollout() -> Schema:
         "summary": "Abort the running rollout; the baseline serves all traffic again (admin)",
         "security": ADMIN,
         "responses": {"200": _json_response("Aborted", _ref("Rollout")), **_errors(401, 403, 409, 429, 503)},
+    }
+
+
+def _ab_timeline() -> Schema:
+    """GET /ab/timeline."""
+    return {
+        "summary": "Each version's accuracy and share over time, with the experiment periods",
+        "parameters": [{"name": "since", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"200": _json_response("Timeline", _ref("Timeline")), **_errors(400, 503)},
     }
 
 

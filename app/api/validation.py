@@ -28,6 +28,8 @@ MAX_VERSION_LENGTH = 64
 MAX_SHADOW_VERSIONS = 5
 MAX_ROLLOUT_STEPS = 20
 POLICIES = ("fixed", "thompson")
+DEFAULT_HISTORY_POINTS = 20
+MAX_HISTORY_POINTS = 100
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,16 @@ def parse_since_arg(raw: str | None) -> float | None:
         return parse_since(raw)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def parse_points_arg(raw: str | None) -> int:
+    """The optional ``?points=`` of the drift history: an integer from 1 to MAX_HISTORY_POINTS (default 20)."""
+    if raw is None:
+        return DEFAULT_HISTORY_POINTS
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_HISTORY_POINTS:
+        raise BadRequest(f"points must be a whole number from 1 to {MAX_HISTORY_POINTS}, got {quote_some([raw])}")
+    return int(text)
 
 
 def quote_some(names: list[str], most: int = 5, width: int = 40) -> str:

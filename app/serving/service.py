@@ -27,7 +27,8 @@ import numpy.typing as npt
 from app.clock import iso, utc_now
 from app.errors import BadRequest, Conflict, IntegrityError, ModelUnavailable, NotFound
 from app.reports.ab import ab_report
-from app.reports.drift import window_drift
+from app.reports.drift import drift_history, window_drift
+from app.reports.timeline import timeline
 from app.serving import metrics, model_sync
 from app.serving.controller import Controller, history_entry
 from app.serving.ids import is_uuid, issued_within, new_prediction_ids
@@ -55,6 +56,7 @@ from app.store import (
 log = logging.getLogger(__name__)
 
 _DRIFT_CACHE_SECONDS = 1.0
+_DRIFT_HISTORY_CACHE_SECONDS = 5.0
 _PYTHON_ARGMAX_ROWS = 16
 _ACCURACY_CACHE_SECONDS = 1.0
 _T = TypeVar("_T")
@@ -178,6 +180,7 @@ class Service:
         )
         self.controller = Controller(self.store, interval=settings.controller_interval_seconds)
         self._drift_cache: tuple[float, dict[str, Any]] | None = None
+        self._drift_history_cache: dict[int, tuple[float, dict[str, Any]]] = {}
         self._accuracy_cache: tuple[float, int, dict[str, float]] | None = None
         self._stop = threading.Event()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="state-sync", daemon=True)
@@ -590,6 +593,19 @@ class Service:
         self._drift_cache = (now, result)
         return result
 
+    def drift_history(self, points: int) -> dict[str, Any]:
+        """Drift of ``points`` successive windows back through the log, oldest first (cached 5 s per ``points``)."""
+        now = time.monotonic()
+        cached = self._drift_history_cache.get(points)
+        if cached and now - cached[0] < _DRIFT_HISTORY_CACHE_SECONDS:
+            return cached[1]
+        models = self.state.models
+        if models.reference is None:
+            raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
+        result = drift_history(self.store, models.reference, models.feature_names, self.settings, points)
+        self._drift_history_cache[points] = (now, result)
+        return result
+
     def ab_report(self, since: float | None = None) -> dict[str, Any]:
         """The A/B verdict for the current experiment period, or for everything since ``since``.
 
@@ -598,6 +614,10 @@ class Service:
         """
         state = self.state
         return ab_report(self.store, state.experiment, since=since, shares=state.router.shares)
+
+    def timeline(self, since: float | None = None) -> dict[str, Any]:
+        """Each version's accuracy and share over time, with the experiment periods (from the counters, not cached)."""
+        return timeline(self.store, since=since)
 
     def metrics_snapshot(self) -> dict[str, Any]:
         """Scrape-time gauges: drift, per-version accuracy, weights, loaded models."""

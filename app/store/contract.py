@@ -159,11 +159,27 @@ class StateConflict(Exception):
 
 
 class WindowRow(NamedTuple):
-    """One recent prediction for the drift window: its features and who sent it."""
+    """One recent prediction for the drift window: its features, who sent it, and where it is in the log."""
 
     features: list[float]
     user_hash: str | None
     client_hash: str | None
+    id: int = 0
+    """Its place in the log (ids only grow): the next window back starts below the oldest id read."""
+    ts: float = 0.0
+
+
+@dataclass(frozen=True)
+class PeriodHour:
+    """The running counters of one (experiment, version, hour): requests, labelled and correct predictions."""
+
+    experiment_id: int | None
+    version: str
+    hour: float
+    """The start of the hour, unix seconds."""
+    requests: int
+    labeled: int
+    correct: int
 
 
 @dataclass(frozen=True)
@@ -244,8 +260,12 @@ class Store(Protocol):
     def trim(self, keep_rows: int, *, pending_seconds: float = 600.0, counts_seconds: float = 90 * 86400) -> int:
         """Retention: keep the newest ``keep_rows`` predictions; returns how many were dropped."""
 
-    def recent_window(self, limit: int, since: float) -> list[WindowRow]:
-        """Up to ``limit`` of the newest predictions logged at or after ``since``, newest first."""
+    def recent_window(self, limit: int, since: float, *, before_id: int | None = None) -> list[WindowRow]:
+        """Up to ``limit`` of the newest predictions logged at or after ``since``, newest first.
+
+        With ``before_id`` only rows with a lower id: the window before one already read. One query, whose
+        cost is bounded by ``limit``.
+        """
 
     def count_predictions(self) -> int:
         """Rows in the prediction log."""
@@ -305,6 +325,13 @@ class Store(Protocol):
 
     def counted_since(self) -> float | None:
         """The start of the oldest hour the counters still hold, or None when they hold nothing."""
+
+    def period_hours(self, since: float, *, shadow: bool = False) -> list[PeriodHour]:
+        """The counters of every (experiment, version, hour) from the hour holding ``since`` on, oldest hour first:
+        of the served versions, or with ``shadow`` of the shadow versions.
+
+        Labels count in the hour of their prediction, not of their arrival.
+        """
 
     def publish_model_set(self, model_set: ModelSetFiles) -> int:
         """Store a model set with every file its manifest names, atomically; returns its id (ids only grow)."""

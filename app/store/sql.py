@@ -25,6 +25,7 @@ from app.store.contract import (
     LabelItem,
     LabelOutcome,
     ModelSetFiles,
+    PeriodHour,
     PredictionRecord,
     PublishedSet,
     Rollout,
@@ -376,14 +377,15 @@ class SqlStore(ABC):
             cur.execute(self._q("DELETE FROM shadow_counts WHERE hour < ?"), (oldest_hour,))
             return dropped
 
-    def recent_window(self, limit: int, since: float) -> list[WindowRow]:
-        """The newest predictions logged at or after ``since``, newest first."""
+    def recent_window(self, limit: int, since: float, *, before_id: int | None = None) -> list[WindowRow]:
+        """The newest predictions logged at or after ``since`` (and below ``before_id``), newest first."""
+        below, params = ("AND id < ? ", (int(before_id),)) if before_id is not None else ("", ())
         rows = self._read(
-            "SELECT features, user_hash, client_hash FROM predictions WHERE ts >= ? AND shadow_of IS NULL "
-            "ORDER BY id DESC LIMIT ?",
-            (float(since), int(limit)),
+            "SELECT features, user_hash, client_hash, id, ts FROM predictions "
+            f"WHERE ts >= ? AND shadow_of IS NULL {below}ORDER BY id DESC LIMIT ?",
+            (float(since), *params, int(limit)),
         )
-        return [WindowRow(json.loads(r[0]), r[1], r[2]) for r in rows]
+        return [WindowRow(json.loads(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
 
     def count_predictions(self) -> int:
         """Rows in the prediction log."""
@@ -666,6 +668,26 @@ class SqlStore(ABC):
         """The start of the oldest hour the counters hold."""
         rows = self._read("SELECT MIN(hour) FROM period_counts")
         return None if not rows or rows[0][0] is None else float(int(rows[0][0]) * COUNT_BUCKET_SECONDS)
+
+    def period_hours(self, since: float, *, shadow: bool = False) -> list[PeriodHour]:
+        """The counters of every (experiment, version, hour) from the hour of ``since`` on, oldest first."""
+        table = "shadow_counts" if shadow else "period_counts"
+        rows = self._read(
+            f"SELECT experiment_id, version, hour, requests, labeled, correct FROM {table} "
+            "WHERE hour >= ? ORDER BY hour, experiment_id, version",
+            (int(since // COUNT_BUCKET_SECONDS),),
+        )
+        return [
+            PeriodHour(
+                None if r[0] == _NO_PERIOD else int(r[0]),
+                str(r[1]),
+                float(int(r[2]) * COUNT_BUCKET_SECONDS),
+                int(r[3]),
+                int(r[4]),
+                int(r[5]),
+            )
+            for r in rows
+        ]
 
 
 def _experiment(row: Sequence[Any]) -> Experiment:

@@ -23,6 +23,7 @@ _STATUS_HINTS: dict[int, str] = {
     401: "Admin token missing or wrong",
     403: "Admin changes are disabled on the server (ADMIN_TOKEN is not set)",
     404: "Not found",
+    409: "The API refused: the state changed meanwhile",
     503: "The API has no model loaded",
 }
 
@@ -159,3 +160,19 @@ class ApiClient:
     def ab_report(self) -> ApiResult:
         """GET /ab/report: per-version numbers, the comparisons with their p-value text, SRM."""
         return self.request("GET", "/ab/report")
+
+    def timeline(self) -> ApiResult:
+        """GET /ab/timeline: each version's accuracy and share over time, and the experiment periods."""
+        return self.request("GET", "/ab/timeline")
+
+    def drift_history(self, points: int = 20) -> ApiResult:
+        """GET /drift/history: the drift score of successive windows back through the log, oldest first."""
+        return self.request("GET", f"/drift/history?points={int(points)}")
+
+    def rollout(self) -> ApiResult:
+        """GET /rollouts/current: the canary rollout in progress or the last one (404 when none ever ran)."""
+        return self.request("GET", "/rollouts/current")
+
+    def abort_rollout(self, token: str) -> ApiResult:
+        """DELETE /rollouts/current, authorised by the admin token: stop the rollout where it is."""
+        return self.request("DELETE", "/rollouts/current", token=token)

@@ -46,6 +46,13 @@ def format_interval(bounds: object) -> str:
     return f"{low:.1%} – {high:.1%}"
 
 
+def weights_text(weights: object) -> str:
+    """Routing weights {"v1": 90, "v2": 10} as "v1 90 · v2 10", or a dash when there are none."""
+    if not isinstance(weights, dict) or not weights:
+        return DASH
+    return " · ".join(f"{version} {weight}" for version, weight in weights.items())
+
+
 def parse_utc(timestamp: object) -> datetime | None:
     """Parse an ISO timestamp, converted to UTC when it carries a zone."""
     try:

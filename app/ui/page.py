@@ -1,4 +1,4 @@
-"""The whole page: config and title, the settings, the sticky user id, the sidebar and the four tabs.
+"""The whole page: config and title, the settings, the sticky user id, the sidebar and the five tabs.
 
 Each panel runs inside ``contained`` so one malformed reply cannot break the others, and nothing that
 goes wrong (bad settings, an API that is down or confused) reaches the page as a traceback.
@@ -15,10 +15,10 @@ import streamlit as st
 
 from app.settings import Settings, SettingsError
 from app.ui.client import ApiClient, one_line
-from app.ui.panels import admin, connection, drift, experiment, predict
+from app.ui.panels import admin, connection, drift, experiment, predict, rollout
 
 PAGE_TITLE = "Iris Classifier — MLOps A/B Demo"
-TABS = ["Predict", "Experiment", "Drift", "Admin"]
+TABS = ["Predict", "Experiment", "Drift", "Rollout", "Admin"]
 # Accept ids from the URL only if they look like ids, so a crafted link cannot
 # push arbitrary text into the API's logs and metrics labels.
 _UID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -34,13 +34,15 @@ def main() -> None:
     uid = user_id()
     with st.sidebar, contained("Connection"):
         connection.render(client, uid)
-    predict_tab, experiment_tab, drift_tab, admin_tab = st.tabs(TABS)
+    predict_tab, experiment_tab, drift_tab, rollout_tab, admin_tab = st.tabs(TABS)
     with predict_tab, contained("Predict"):
         predict.render(client, uid)
     with experiment_tab, contained("Experiment"):
         experiment.render(client)
     with drift_tab, contained("Drift"):
         drift.render(client)
+    with rollout_tab, contained("Rollout"):
+        rollout.render(client)
     with admin_tab, contained("Admin"):
         admin.render(client)
 

@@ -166,3 +166,36 @@ def test_ab_report_since_covers_every_period(client, app):
     assert r.get_json()["since_clamped"] is True and r.get_json()["since"] == iso(hour)
     within = client.get("/ab/report", query_string={"since": str(time.time())}).get_json()
     assert within["since_clamped"] is False and within["since"] == iso(hour)  # rounded down to the hour
+
+
+def test_ab_timeline_has_each_versions_points_and_the_periods(client, app):
+    answers = [predict(client) for _ in range(30)]
+    flushed(app)
+    items = [{"prediction_id": a["prediction_id"], "label": 0, "feedback_token": a["feedback_token"]} for a in answers]
+    assert client.post("/feedback", json={"feedback": items}).get_json()["accepted"] == 30
+    assert client.put("/config", json={"weights": {"v1": 90, "v2": 10}}, headers=ADMIN).status_code == 200
+    predict(client)
+    flushed(app)
+
+    r = client.get("/ab/timeline")
+    assert r.status_code == 200
+    check_schema(r, "/ab/timeline")
+    body = r.get_json()
+    first, second = body["periods"]
+    assert first["ended_at"] == second["started_at"] and second["ended_at"] is None
+    assert second["weights"] == {"v1": 90, "v2": 10} and second["shares"] == {"v1": 0.9, "v2": 0.1}
+    assert (second["shadow"], second["policy"]) == ([], None) and body["shadow"] == {}
+    points = [p for series in body["versions"].values() for p in series]
+    assert sum(p["requests"] for p in points) == 31
+    assert {p["experiment_id"] for p in points} == {first["id"], second["id"]}
+    assert sum(series[-1]["labeled"] for series in body["versions"].values()) == 30
+    assert all(series[-1]["accuracy"] == 1.0 for series in body["versions"].values() if series[-1]["labeled"])
+    later = client.get("/ab/timeline", query_string={"since": str(time.time() + 7200)}).get_json()
+    assert later["versions"] == {} and [p["id"] for p in later["periods"]] == [second["id"]]
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "nan", "2026-01-01T00:00:00"])
+def test_ab_timeline_refuses_a_bad_since(client, bad):
+    r = client.get("/ab/timeline", query_string={"since": bad})
+    assert r.status_code == 400 and "since" in r.get_json()["error"]
+    check_schema(r, "/ab/timeline")

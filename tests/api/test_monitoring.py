@@ -91,3 +91,38 @@ def test_drift_gauge_is_the_api_decision_at_any_threshold(make_app, threshold, s
     values = gauges(c)
     assert values["model_drift_detected"] == float(drifted)
     assert values["model_drift_score"] == drift["drift_score"]
+
+
+def test_drift_history_shows_the_score_rising_window_by_window(make_app):
+    app = make_app(drift_window=50, drift_client_share=1.0)  # one client sends every row
+    c = app.test_client()
+    for shift in (0.0, 0.0, 2.0):  # 100 rows each: two windows of 50 per batch
+        assert c.post("/predict", json={"instances": iris_rows(shift)}).status_code == 200
+        service_of(app).prediction_log.flush()
+    r = c.get("/drift/history")
+    assert r.status_code == 200
+    check_schema(r, "/drift/history")
+    body = r.get_json()
+    assert body["window_size"] == 50 and body["threshold"] == 0.3
+    assert [w["rows"] for w in body["windows"]] == [50] * 6
+    assert [w["drift_detected"] for w in body["windows"]] == [False] * 4 + [True] * 2
+    assert [w["end"] for w in c.get("/drift/history?points=2").get_json()["windows"]] == [
+        w["end"] for w in body["windows"][-2:]
+    ]
+
+
+def test_drift_history_is_cached_for_a_few_seconds(make_app):
+    app = make_app(drift_client_share=1.0)
+    c = app.test_client()
+    assert c.get("/drift/history").get_json()["windows"] == []
+    c.post("/predict", json={"instances": iris_rows(0.0)})
+    service_of(app).prediction_log.flush()
+    assert c.get("/drift/history").get_json()["windows"] == []  # the same answer within 5 s
+    assert len(c.get("/drift/history?points=3").get_json()["windows"]) == 1  # another question is asked anew
+
+
+@pytest.mark.parametrize("points", ["0", "101", "-1", "1.5", "", "abc", "1e2", "٣", "99999999999999999999"])
+def test_drift_history_refuses_points_out_of_range(client, points):
+    r = client.get("/drift/history", query_string={"points": points})
+    assert r.status_code == 400 and "points must be a whole number from 1 to 100" in r.get_json()["error"]
+    check_schema(r, "/drift/history")

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from app.stats.experiment import build_report, render_text
-from app.stats.sequential import always_valid_p, compare_sequential, half_width, rho_for
+from app.stats.experiment import build_report, render_text, wilson_interval
+from app.stats.sequential import always_valid_p, compare_sequential, half_width, proportion_sequence, rho_for
 from app.stats.simulation import simulate_peeking
 from tests.stats.test_experiment import variant
 
@@ -79,3 +80,63 @@ def test_the_report_and_its_text_carry_the_sequential_verdict():
     assert seq["significant"] is True and seq["confidence_sequence"][0] > 0
     assert seq["p_value"] > report["comparison"]["p_value"]  # always-valid costs some evidence
     assert "always valid (safe to peek): p " in render_text(report)
+
+
+def _accepted_counts(p: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every n up to ``most``, the fewest and most right answers whose sequence still holds ``p``.
+
+    The sequence moves up with the count, so each bound is a binary search over the real function; a
+    simulation then only compares counts, however many runs it has.
+    """
+
+    def covers(c: int, n: int) -> bool:
+        lo, hi = proportion_sequence(c, n)
+        return lo <= p <= hi
+
+    low, high = np.zeros(most + 1, dtype=np.int64), np.zeros(most + 1, dtype=np.int64)
+    for n in range(1, most + 1):
+        centre = min(n, max(0, round(p * n)))
+        assert covers(centre, n), (p, n)
+        a, b = 0, centre  # the smallest covering count lies in [a, b]
+        while a < b:
+            mid = (a + b) // 2
+            a, b = (a, mid) if covers(mid, n) else (mid + 1, b)
+        low[n] = a
+        a, b = centre, n  # the largest covering count lies in [a, b]
+        while a < b:
+            mid = (a + b + 1) // 2
+            a, b = (mid, b) if covers(mid, n) else (a, mid - 1)
+        high[n] = a
+    return low, high
+
+
+@pytest.mark.parametrize("accuracy", [0.5, 0.9, 0.97, 0.99])
+def test_one_accuracys_sequence_covers_it_at_every_look(accuracy):
+    most, runs = 2000, 2000
+    low, high = _accepted_counts(accuracy, most)
+    rng = np.random.default_rng(7)
+    counts = np.cumsum(rng.random((runs, most)) < accuracy, axis=1)
+    missed = (counts < low[1:]) | (counts > high[1:])
+    # Read after every label from the first to the 2,000th, the truth is ever outside in at most 5% of runs.
+    assert missed.any(axis=1).mean() <= 0.05
+
+
+@pytest.mark.parametrize(("correct", "n"), [(0, 1), (9, 10), (90, 100), (500, 1000), (1000, 1000), (19_000, 20_000)])
+def test_one_accuracys_sequence_is_wider_than_wilson_and_inside_0_1(correct, n):
+    lo, hi = proportion_sequence(correct, n)
+    w_lo, w_hi = wilson_interval(correct, n)
+    assert 0.0 <= lo <= w_lo <= correct / n <= w_hi <= hi <= 1.0
+    assert hi - lo > w_hi - w_lo
+
+
+def test_one_accuracys_sequence_shrinks_with_labels():
+    widths = [hi - lo for lo, hi in (proportion_sequence(int(0.9 * n), n) for n in (100, 1000, 10_000))]
+    assert widths[0] > widths[1] > widths[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [((0, 0), "n must be positive"), ((5, 4), "correct"), ((-1, 4), "correct")]
+)
+def test_one_accuracys_sequence_refuses_bad_counts(args, message):
+    with pytest.raises(ValueError, match=message):
+        proportion_sequence(*args)

@@ -270,6 +270,44 @@ def test_one_lease_holder_at_a_time(connect):
     assert stores[holder].acquire_lease("controller", f"worker-{holder}", 30.0)  # taken over once expired
 
 
+def test_recent_window_before_an_id_is_the_window_before_it(store):
+    now = time.time()
+    store.write_predictions([record(i, ts=now - 100 + i, user_hash=f"u{i}") for i in range(10)])
+    newest = store.recent_window(4, 0.0)
+    assert [r.user_hash for r in newest] == ["u9", "u8", "u7", "u6"]
+    assert [r.ts for r in newest] == [now - 91, now - 92, now - 93, now - 94]
+    assert newest[0].id > newest[1].id > newest[2].id > newest[3].id
+    before = store.recent_window(4, 0.0, before_id=newest[-1].id)
+    assert [r.user_hash for r in before] == ["u5", "u4", "u3", "u2"]
+    assert [r.user_hash for r in store.recent_window(4, 0.0, before_id=before[-1].id)] == ["u1", "u0"]
+    assert [r.user_hash for r in store.recent_window(4, now - 99.5, before_id=before[-1].id)] == ["u1"]
+    assert store.recent_window(4, 0.0, before_id=store.recent_window(10, 0.0)[-1].id) == []
+
+
+def test_period_hours_are_the_counters_per_experiment_version_and_hour(store):
+    hour = (time.time() // COUNT_BUCKET_SECONDS - 3) * COUNT_BUCKET_SECONDS
+    store.write_predictions(
+        [
+            record(1, "v1", 0, experiment_id=1, ts=hour + 10),
+            record(2, "v2", 0, experiment_id=1, ts=hour + 20),
+            record(3, "v1", 0, experiment_id=2, ts=hour + COUNT_BUCKET_SECONDS + 5),
+            record(4, "v1", 0, experiment_id=2, ts=hour + COUNT_BUCKET_SECONDS + 6),
+            record(5, "v1", 0, experiment_id=None, ts=hour + 2 * COUNT_BUCKET_SECONDS),
+            record(6, "v1", 0, experiment_id=1, ts=hour - 2 * COUNT_BUCKET_SECONDS),
+        ]
+    )
+    store.set_labels([LabelItem("id-1", 0), LabelItem("id-2", 1), LabelItem("id-3", 0)])
+    rows = store.period_hours(hour + 1800)  # from the hour holding it
+    assert [(r.experiment_id, r.version, r.hour - hour, r.requests, r.labeled, r.correct) for r in rows] == [
+        (1, "v1", 0, 1, 1, 1),
+        (1, "v2", 0, 1, 1, 0),
+        (2, "v1", COUNT_BUCKET_SECONDS, 2, 1, 1),
+        (None, "v1", 2 * COUNT_BUCKET_SECONDS, 1, 0, 0),
+    ]
+    assert len(store.period_hours(0.0)) == 5
+    assert store.period_hours(time.time() + COUNT_BUCKET_SECONDS) == []
+
+
 # --- labels --------------------------------------------------------------------------------------
 
 
@@ -323,3 +361,4 @@ def test_empty_answers(store: Store, limit: int):
     assert store.latest_experiment() is None and store.experiments() == []
     assert store.variant_counts() == [] and store.latency_histograms() == {} and store.counted_since() is None
     assert store.recent_window(limit, 0.0) == [] and store.find_prediction("x") is None
+    assert store.recent_window(limit, 0.0, before_id=10) == [] and store.period_hours(0.0) == []

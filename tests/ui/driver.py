@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from app.settings import REPO_DIR
 
 APP_PATH = REPO_DIR / "app" / "streamlit_app.py"
 RUN_TIMEOUT = 15.0
-TAB_LABELS = ["Predict", "Experiment", "Drift", "Admin"]
+TAB_LABELS = ["Predict", "Experiment", "Drift", "Rollout", "Admin"]
 
 
 def run_app(query_params: dict[str, str] | None = None) -> AppTest:
@@ -50,8 +52,22 @@ def sliders(at: AppTest) -> dict[str, Any]:
 
 
 def charts(block: Any) -> list[Any]:
-    """Vega-Lite charts (st.bar_chart) in block."""
+    """Vega-Lite charts (st.bar_chart, st.altair_chart) in block."""
     return list(block.get("vega_lite_chart"))
+
+
+def chart_spec(chart: Any) -> dict[str, Any]:
+    """The Vega-Lite specification a chart element carries (its data travels beside it)."""
+    spec: dict[str, Any] = json.loads(chart.proto.spec)
+    return spec
+
+
+def chart_data(chart: Any) -> list[dict[str, Any]]:
+    """Every row of every dataset of a chart, in the order of its layers (Streamlit sends them as Arrow)."""
+    rows: list[dict[str, Any]] = []
+    for dataset in chart.proto.datasets:
+        rows.extend(pa.ipc.open_stream(dataset.data.data).read_all().to_pylist())
+    return rows
 
 
 def markdown_text(block: Any) -> str:

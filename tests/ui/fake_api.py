@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from app.stats.experiment import wilson_interval
+from app.stats.sequential import proportion_sequence
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -49,16 +54,16 @@ CONFIG: dict[str, Any] = {
     "total_weight": 100,
     "weights": {"v1": 50, "v2": 50},
     "shares": {"v1": 0.5, "v2": 0.5},
-    "experiment": {"id": 1, "started_at": "2026-11-24T03:00:00+00:00", "source": "env"},
+    "experiment": {"id": 3, "started_at": "2026-11-24T03:00:00+00:00", "source": "rollout"},
     "sticky": {"body_field": "user_id", "header": "X-User-ID"},
 }
 
 AB_REPORT: dict[str, Any] = {
     "experiment": {
-        "id": 1,
+        "id": 3,
         "started_at": "2026-11-24T03:00:00+00:00",
         "weights": {"v1": 50, "v2": 50},
-        "source": "env",
+        "source": "rollout",
     },
     "baseline": "v1",
     "alpha": 0.05,
@@ -146,6 +151,221 @@ DRIFT: dict[str, Any] = {
     "timestamp": "2026-11-24T03:00:00+00:00",
 }
 
+
+# The story the timeline, the drift history and the rollout tell together (and the README's screenshots
+# show): v1 served alone; v2 rolled out as a canary at 10%, then 50% from 03:00 on 24 Nov (the report's
+# period), where it does worse; v3, retrained, scored in the shadow from the canary on; an upstream feed
+# moved petal length overnight, and drift came back down by morning.
+_SINCE = datetime(2026, 11, 21, 12, tzinfo=UTC)
+_NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
+_PERIODS: list[tuple[int, datetime, dict[str, int], str, list[str]]] = [
+    (1, _SINCE, {"v1": 100, "v2": 0}, "env", []),
+    (2, datetime(2026, 11, 22, 15, tzinfo=UTC), {"v1": 90, "v2": 10}, "rollout", ["v3"]),
+    (3, datetime(2026, 11, 24, 3, tzinfo=UTC), {"v1": 50, "v2": 50}, "rollout", ["v3"]),
+]
+
+
+def _accuracy(version: str, period: int) -> float:
+    """How often each version is right in each period of the story."""
+    if version == "v2":
+        return 0.96 if period < 3 else 0.71
+    return {"v1": 0.94, "v3": 0.96}[version]
+
+
+def _count(rng: random.Random, n: int, p: float) -> int:
+    """A binomial draw."""
+    return sum(rng.random() < p for _ in range(n))
+
+
+def _timeline_point(at: datetime, period: int, requests: int, share: float | None, labeled: int, correct: int) -> Any:
+    """One point shaped like the API's, its intervals computed as the API computes them."""
+    return {
+        "at": at.isoformat(),
+        "experiment_id": period,
+        "requests": requests,
+        "labeled": labeled,
+        "correct": correct,
+        "share": share,
+        "accuracy": correct / labeled if labeled else None,
+        "ci95": list(wilson_interval(correct, labeled)) if labeled else None,
+        "cs": list(proportion_sequence(correct, labeled)) if labeled else None,
+    }
+
+
+def _timeline() -> dict[str, Any]:
+    """Hourly slices over three days of the story, each version's counts running on."""
+    rng = random.Random(11)
+    served: dict[str, list[Any]] = {"v1": [], "v2": []}
+    shadow: dict[str, list[Any]] = {"v3": []}
+    totals = {v: [0, 0] for v in (*served, *shadow)}  # labeled, correct
+    hour = _SINCE
+    while hour < _NOW:
+        period, _, weights, _, shadowed = next(p for p in reversed(_PERIODS) if p[1] <= hour)
+        total = rng.randint(14, 26)
+        v2 = _count(rng, total, weights["v2"] / 100)
+        labelled_here = 0
+        for version, requests in (("v1", total - v2), ("v2", v2)):
+            labeled = _count(rng, requests, 0.5)
+            labelled_here += labeled
+            totals[version][0] += labeled
+            totals[version][1] += _count(rng, labeled, _accuracy(version, period))
+            point = _timeline_point(hour + timedelta(hours=1), period, requests, requests / total, *totals[version])
+            served[version].append(point)
+        for version in shadowed:  # scores every request, so every label is one of its own
+            totals[version][0] += labelled_here
+            totals[version][1] += _count(rng, labelled_here, _accuracy(version, period))
+            shadow[version].append(_timeline_point(hour + timedelta(hours=1), period, total, None, *totals[version]))
+        hour += timedelta(hours=1)
+    return {
+        "generated_at": _NOW.isoformat(),
+        "since": _SINCE.isoformat(),
+        "alpha": 0.05,
+        "periods": [
+            {
+                "id": period,
+                "started_at": started.isoformat(),
+                "ended_at": _PERIODS[i + 1][1].isoformat() if i + 1 < len(_PERIODS) else None,
+                "weights": weights,
+                "shares": {v: w / sum(weights.values()) for v, w in weights.items()},
+                "source": source,
+                "shadow": shadowed,
+                "policy": None,
+            }
+            for i, (period, started, weights, source, shadowed) in enumerate(_PERIODS)
+        ],
+        "versions": served,
+        "shadow": shadow,
+    }
+
+
+TIMELINE: dict[str, Any] = _timeline()
+
+# Twenty hourly windows up to the report: the overnight episode crosses the 0.3 threshold, the newest
+# window is the live /drift one.
+_DRIFT_SCORES = [0.04, 0.08, 0.03, 0.21, 0.47, 0.93, 1.0, 1.0, 0.66, 0.35, 0.18, 0.06, 0.1, 0.02, 0.07, 0.05]
+_DRIFT_SCORES += [0.11, 0.04, 0.09, 0.12]
+
+
+# How the features that did not move look in every window: (adjusted p-value, PSI, mean shift in SDs).
+_STEADY = {"sepal_length": (0.83, 0.031, 0.08), "sepal_width": (1.0, 0.018, -0.12), "petal_width": (0.61, 0.044, 0.15)}
+
+
+def _drift_window(end: datetime, score: float) -> dict[str, Any]:
+    """A window whose petal length moved as far as its score says; the other features stayed put."""
+    features = {}
+    for name in FEATURES:
+        p_adjusted, psi, shift = _STEADY.get(name, (0.05 ** (score / 0.3), 0.02 + 0.6 * score, 0.05 + 1.4 * score))
+        features[name] = {
+            "test": "cramer-von-mises",
+            "statistic": round(0.05 + 2.0 * (1.0 - p_adjusted), 4),
+            "p_value": p_adjusted / 4,
+            "p_value_adjusted": p_adjusted,
+            "psi": round(psi, 4),
+            "mean_shift_sd": round(shift, 4),
+            "drifted": p_adjusted <= 0.05,
+        }
+    return {
+        "start": (end - timedelta(minutes=58)).isoformat(),
+        "end": end.isoformat(),
+        "rows": 100,
+        "drift_score": score,
+        "drift_detected": score >= 0.3,
+        "status": "WARNING" if score >= 0.3 else "OK",
+        "features": features,
+    }
+
+
+DRIFT_HISTORY: dict[str, Any] = {
+    "threshold": 0.3,
+    "window_size": 100,
+    "windows": [
+        _drift_window(_NOW - timedelta(hours=len(_DRIFT_SCORES) - 1 - i), score)
+        for i, score in enumerate(_DRIFT_SCORES)
+    ],
+    "timestamp": _NOW.isoformat(),
+}
+DRIFT["features"] = copy.deepcopy(DRIFT_HISTORY["windows"][-1]["features"])  # the live window is the newest
+
+ROLLOUT_PLAN: dict[str, Any] = {
+    "candidate": "v2",
+    "baseline": "v1",
+    "steps": [10, 50, 100],
+    "min_labels": 200,
+    "margin": 0.05,
+    "max_error_rate": 0.02,
+    "max_p99_ms": 50,
+}
+
+
+def _side(requests: int, labeled: int, accuracy: float, error_rate: float, p99_ms: float) -> dict[str, Any]:
+    return {"requests": requests, "labeled": labeled, "accuracy": accuracy, "error_rate": error_rate, "p99_ms": p99_ms}
+
+
+ROLLOUT: dict[str, Any] = {
+    "id": 2,
+    "state": "running",
+    "candidate": "v2",
+    "baseline": "v1",
+    "step": 1,
+    "steps": [10, 50, 100],
+    "weights": {"v1": 50, "v2": 50},
+    "plan": ROLLOUT_PLAN,
+    "started_at": "2026-11-22T15:00:00+00:00",
+    "updated_at": "2026-11-24T09:00:00+00:00",
+    "history": [
+        {
+            "at": "2026-11-22T15:00:00+00:00",
+            "step": 0,
+            "weights": {"v1": 90, "v2": 10},
+            "decision": "start",
+            "reason": "v2 gets 10% of traffic",
+            "evidence": None,
+        },
+        {
+            "at": "2026-11-23T09:00:00+00:00",
+            "step": 0,
+            "weights": {"v1": 90, "v2": 10},
+            "decision": "hold",
+            "reason": "v2 has 96 of the 200 labels the plan needs",
+            "evidence": {
+                "candidate": _side(190, 96, 0.958, 0.0, 11.2),
+                "baseline": _side(1712, 851, 0.941, 0.001, 9.8),
+                "accuracy_diff": 0.017,
+                "confidence_sequence": [-0.061, 0.095],
+                "p_value": 1.0,
+            },
+        },
+        {
+            "at": "2026-11-24T03:00:00+00:00",
+            "step": 1,
+            "weights": {"v1": 50, "v2": 50},
+            "decision": "advance",
+            "reason": "v2 is no worse than v1 by more than 5 points, errors and p99 within the plan",
+            "evidence": {
+                "candidate": _side(402, 207, 0.961, 0.0, 12.0),
+                "baseline": _side(3590, 1794, 0.94, 0.001, 9.9),
+                "accuracy_diff": 0.021,
+                "confidence_sequence": [-0.042, 0.084],
+                "p_value": 1.0,
+            },
+        },
+        {
+            "at": "2026-11-24T09:00:00+00:00",
+            "step": 1,
+            "weights": {"v1": 50, "v2": 50},
+            "decision": "hold",
+            "reason": "v2 has 31 of the 200 labels this step needs",
+            "evidence": {
+                "candidate": _side(64, 31, 0.742, 0.0, 12.4),
+                "baseline": _side(61, 30, 0.967, 0.0, 10.1),
+                "accuracy_diff": -0.225,
+                "confidence_sequence": [-0.52, 0.07],
+                "p_value": 0.21,
+            },
+        },
+    ],
+}
+
 HEALTH: dict[str, Any] = {"status": "healthy", "models_loaded": True}
 
 Reply = tuple[int, Any] | Callable[[dict[str, Any]], tuple[int, Any]]
@@ -192,7 +412,16 @@ def put_config_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     reply["weights"] = weights
     reply["total_weight"] = sum(weights.values())
     reply["shares"] = {k: (v / total if total and v > 0 else 0.0) for k, v in weights.items()}
-    reply["experiment"] = {"id": 2, "started_at": "2026-11-24T04:00:00+00:00", "source": "api"}
+    reply["experiment"] = {"id": 4, "started_at": "2026-11-24T15:30:00+00:00", "source": "api"}
+    return 200, reply
+
+
+def abort_rollout_reply(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The rollout stopped where it was: the baseline gets all traffic back."""
+    reply = copy.deepcopy(ROLLOUT)
+    reply.update(state="aborted", weights={"v1": 100, "v2": 0}, updated_at="2026-11-24T15:30:00+00:00")
+    abort = {"at": "2026-11-24T15:30:00+00:00", "step": 1, "weights": {"v1": 100, "v2": 0}}
+    reply["history"].append(abort | {"decision": "abort", "reason": "aborted by an admin", "evidence": None})
     return 200, reply
 
 
@@ -219,6 +448,10 @@ class FakeApi:
             ("PUT", "/config"): put_config_reply,
             ("GET", "/drift"): (200, DRIFT),
             ("GET", "/ab/report"): (200, AB_REPORT),
+            ("GET", "/ab/timeline"): (200, TIMELINE),
+            ("GET", "/drift/history?points=20"): (200, DRIFT_HISTORY),
+            ("GET", "/rollouts/current"): (200, ROLLOUT),
+            ("DELETE", "/rollouts/current"): abort_rollout_reply,
         }
         self.requests: list[Recorded] = []
         self.delay = 0.0
@@ -272,6 +505,9 @@ def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def do_PUT(self) -> None:
+            self._serve()
+
+        def do_DELETE(self) -> None:
             self._serve()
 
         def _serve(self) -> None:

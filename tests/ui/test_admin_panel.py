@@ -48,7 +48,7 @@ def test_admin_shows_weights_and_shares_and_needs_a_token(fake_api: FakeApi) -> 
     admin = tab(at, "Admin")
     assert metric_values(admin) == {"v1": "50", "v2": "50"}
     assert metric_deltas(admin) == {"v1": "50% of traffic", "v2": "50% of traffic"}
-    assert admin.caption[0].value == "Experiment #1 · started 2026-11-24 03:00 UTC · weights from env"
+    assert admin.caption[0].value == "Experiment #3 · started 2026-11-24 03:00 UTC · weights from rollout"
     assert admin.info[0].value == "Enter the admin token to change the weights."
     assert not admin.number_input
     assert not fake_api.sent("PUT", "/config")
@@ -92,7 +92,7 @@ def test_admin_changes_weights_with_the_token(fake_api: FakeApi) -> None:
     assert admin.success[0].value == "Weights updated: v1 90, v2 10."
     assert metric_values(admin) == {"v1": "90", "v2": "10"}
     assert metric_deltas(admin) == {"v1": "90% of traffic", "v2": "10% of traffic"}
-    assert "Experiment #2" in admin.caption[0].value
+    assert "Experiment #4" in admin.caption[0].value
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
-"""End to end: Streamlit UI in Chromium against a real API (the `live_api` fixture from conftest)."""
+"""End to end: Streamlit UI in Chromium, against a real API (the `live_api` fixture from conftest) and against
+the fake API, whose canned story (several periods, a shadow version, drift crossing the threshold, a rollout
+under way) is what the README's screenshots of the Experiment, Drift and Rollout tabs show."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +20,15 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from app.settings import REPO_DIR
 from tests.helpers import free_port
+from tests.ui.fake_api import FakeApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 REPO = REPO_DIR
 CHROMIUM = Path("/usr/bin/chromium")
-# The README's picture; refreshed only on request so a test run leaves the tree clean.
-DOCS_SCREENSHOT = REPO / "docs" / "ui.png"
+# The README's pictures; refreshed only on request (UPDATE_SCREENSHOT=1) so a test run leaves the tree clean.
+DOCS = REPO / "docs"
+DOCS_SCREENSHOT = DOCS / "ui.png"
 STARTUP_SECONDS = 60.0
 POLL_SECONDS = 0.1
 UI_TIMEOUT_MS = 20_000
@@ -53,12 +58,11 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -
     pytest.fail(f"streamlit not healthy after {STARTUP_SECONDS:g} s:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-@pytest.fixture
-def streamlit_url(live_api: Any, tmp_path: Path) -> Iterator[str]:
-    """Run the Streamlit app against the live API and yield its URL."""
+@contextmanager
+def _streamlit(api_url: str, log: Path) -> Iterator[str]:
+    """Run the Streamlit app against the API at ``api_url`` and yield its URL."""
     port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "API_URL": live_api.url}
+    env = {**os.environ, "API_URL": api_url}
     command = [
         *_streamlit_command(),
         "run",
@@ -88,9 +92,9 @@ def streamlit_url(live_api: Any, tmp_path: Path) -> Iterator[str]:
                 process.wait()
 
 
-@pytest.fixture
-def ui_page(streamlit_url: str) -> Iterator[Page]:
-    """A Chromium page (Debian's binary, never a downloaded one) on the app."""
+@contextmanager
+def _chromium_page(url: str, height: int = 1000) -> Iterator[Page]:
+    """A Chromium page (Debian's binary, never a downloaded one) on ``url``."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is not installed: run ./install.sh --dev (Debian's chromium package)")
     with sync_playwright() as pw:
@@ -99,15 +103,62 @@ def ui_page(streamlit_url: str) -> Iterator[Page]:
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            context = browser.new_context(viewport={"width": 1280, "height": height})
             # First script runs on a cold CI box take longer than the 5 s default.
             context.set_default_timeout(UI_TIMEOUT_MS)
             expect.set_options(timeout=UI_TIMEOUT_MS)
             page = context.new_page()
-            page.goto(streamlit_url)
+            page.goto(url)
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def ui_page(live_api: Any, tmp_path: Path) -> Iterator[Page]:
+    """Chromium on the Streamlit app, against the live API."""
+    with _streamlit(live_api.url, tmp_path / "streamlit.log") as url, _chromium_page(url) as page:
+        yield page
+
+
+@pytest.fixture
+def fake_ui_page(tmp_path: Path) -> Iterator[tuple[Page, FakeApi]]:
+    """Chromium on the Streamlit app, against the fake API and its canned story."""
+    api = FakeApi()
+    api.start()
+    try:
+        # Tall enough for a whole tab: Streamlit scrolls inside the page, so a screenshot shows the viewport.
+        with _streamlit(api.url, tmp_path / "streamlit.log") as url, _chromium_page(url, height=2100) as page:
+            yield page, api
+    finally:
+        api.stop()
+
+
+def _screenshot(page: Page, name: str, tmp_path: Path) -> None:
+    """A picture of the page: into docs/ with UPDATE_SCREENSHOT=1, else a scratch file."""
+    shot = DOCS / name if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty canvas
+
+
+def _open_tab(page: Page, name: str) -> Locator:
+    """Click a tab; its panel."""
+    page.get_by_role("tab", name=name).click()
+    return page.get_by_role("tabpanel", name=name)
+
+
+def _tables_laid_out(page: Page, panel: Locator) -> None:
+    """Wait until every table of the panel has its width: one drawn in a hidden tab starts out a sliver."""
+    for table in panel.get_by_test_id("stDataFrame").all():
+        page.wait_for_function("e => e.getBoundingClientRect().width > 300", arg=table.element_handle())
+
+
+def _charts_drawn(panel: Locator, count: int) -> None:
+    """``count`` Vega-Lite charts in the panel, each drawn (an SVG or canvas inside, not an empty frame)."""
+    charts = panel.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(count)
+    for i in range(count):
+        expect(charts.nth(i).locator("canvas, svg").first).to_be_visible()
 
 
 def _metric(page: Page, label: str) -> Locator:
@@ -146,9 +197,7 @@ def test_predict_in_the_browser(ui_page: Page, tmp_path: Path) -> None:
     expect(panel.get_by_test_id("stVegaLiteChart")).to_be_visible()
     expect(panel.get_by_test_id("stDataFrame")).to_be_visible()
 
-    shot = DOCS_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / "ui.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000  # a rendered page, not an empty canvas
+    _screenshot(page, DOCS_SCREENSHOT.name, tmp_path)
 
     # The numbers the page does not judge itself come from the live server: its shares and its threshold.
     page.get_by_role("tab", name="Admin").click()
@@ -156,3 +205,41 @@ def test_predict_in_the_browser(ui_page: Page, tmp_path: Path) -> None:
     expect(admin.get_by_test_id("stMetricDelta")).to_have_text(["50% of traffic", "50% of traffic"])
     page.get_by_role("tab", name="Drift").click()
     expect(_metric_value(page, "Alarm threshold")).to_have_text("0.30")
+
+    # The API has run no rollout: the tab says how to start one.
+    rollout = _open_tab(page, "Rollout")
+    expect(rollout.get_by_text("No rollout has run yet.")).to_be_visible()
+    expect(rollout.get_by_text("/rollouts -H")).to_be_visible()
+
+
+def test_experiment_drift_and_rollout_tabs_in_the_browser(fake_ui_page: tuple[Page, FakeApi], tmp_path: Path) -> None:
+    page, api = fake_ui_page
+    # The traffic split, the accuracy over time (served and shadow, with both bands and the periods), the shares.
+    experiment = _open_tab(page, "Experiment")
+    _charts_drawn(experiment, 3)
+    expect(experiment.get_by_text("Dashed: shadow versions")).to_be_visible()
+    _tables_laid_out(page, experiment)
+    _screenshot(page, "ui-experiment.png", tmp_path)
+
+    # The score's history against the threshold; p-values, PSI and mean shift each on an axis of its own.
+    drift = _open_tab(page, "Drift")
+    _charts_drawn(drift, 4)
+    expect(drift.get_by_text("Adjusted p-values on a log scale")).to_be_visible()
+    _tables_laid_out(page, drift)
+    _screenshot(page, "ui-drift.png", tmp_path)
+
+    rollout = _open_tab(page, "Rollout")
+    expect(rollout.get_by_text("Rolling out", exact=False)).to_be_visible()
+    expect(_metric_value(page, "Step")).to_have_text("2 of 3")
+    expect(rollout.get_by_test_id("stDataFrame")).to_have_count(2)  # the latest evidence, the decisions
+    expect(rollout.get_by_text("Enter the admin token in the Admin tab to abort this rollout.")).to_be_visible()
+    _tables_laid_out(page, rollout)
+    _screenshot(page, "ui-rollout.png", tmp_path)
+
+    # With the admin token typed in the Admin tab, the rollout can be aborted from its own tab.
+    _open_tab(page, "Admin").get_by_label("Admin token").fill("s3cret-admin-token")
+    page.keyboard.press("Enter")
+    _open_tab(page, "Rollout").get_by_role("button", name="Abort rollout").click()
+    expect(page.get_by_text("Rollout aborted: it is aborted, with weights v1 100 · v2 0.")).to_be_visible()
+    (sent,) = api.sent("DELETE", "/rollouts/current")
+    assert sent.headers["Authorization"] == "Bearer s3cret-admin-token"

@@ -7,7 +7,7 @@ import pytest
 from app.settings import Settings
 from app.ui.client import ApiClient, one_line
 from tests.helpers import free_port
-from tests.ui.fake_api import HEALTH, FakeApi
+from tests.ui.fake_api import DRIFT_HISTORY, HEALTH, ROLLOUT, TIMELINE, FakeApi
 
 
 def client_for(api: FakeApi, timeout: float = 3.0) -> ApiClient:
@@ -79,6 +79,26 @@ def test_the_admin_token_goes_in_the_authorization_header_only_when_given(fake_a
     assert (put.headers["Authorization"], put.body) == ("Bearer s3cret", {"weights": {"v1": 90, "v2": 10}})
     (get,) = fake_api.sent("GET", "/config")
     assert "Authorization" not in get.headers
+
+
+def test_the_timeline_drift_history_and_rollout_are_read_where_the_api_serves_them(fake_api: FakeApi) -> None:
+    client = client_for(fake_api)
+    fake_api.reply("GET", "/drift/history?points=5", 200, DRIFT_HISTORY)
+
+    assert client.timeline().data == TIMELINE
+    assert client.drift_history(5).data == DRIFT_HISTORY
+    assert client.rollout().data == ROLLOUT
+
+    assert [r.path for r in fake_api.requests] == ["/ab/timeline", "/drift/history?points=5", "/rollouts/current"]
+    assert all("Authorization" not in r.headers for r in fake_api.requests)
+
+
+def test_aborting_a_rollout_is_a_delete_with_the_admin_token(fake_api: FakeApi) -> None:
+    result = client_for(fake_api).abort_rollout("s3cret")
+
+    assert result.data["state"] == "aborted"
+    (sent,) = fake_api.sent("DELETE", "/rollouts/current")
+    assert (sent.headers["Authorization"], sent.body) == ("Bearer s3cret", None)
 
 
 def test_predict_sends_the_features_and_the_user_id(fake_api: FakeApi) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.ui.driver import charts, metric_values, run_app, tab
-from tests.ui.fake_api import DRIFT, FakeApi
+from tests.ui.driver import chart_data, chart_spec, charts, metric_values, run_app, tab
+from tests.ui.fake_api import DRIFT, DRIFT_HISTORY, FakeApi
 
 
 def drift_with(**changes: Any) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def test_drift_panel_shows_score_threshold_and_features(fake_api: FakeApi) -> No
     assert list(table["feature"]) == ["Sepal Length", "Sepal Width", "Petal Length", "Petal Width"]
     assert {"p-value", "adjusted p-value", "PSI", "mean shift (SD)"} <= set(table.columns)
     assert list(table["drifted"]) == ["no"] * 4
-    assert len(charts(drift)) == 1
+    assert len(charts(drift)) == 4  # the history, then p-values, PSI and mean shift
 
 
 @pytest.mark.parametrize(("threshold", "shown", "filled"), [(0.5, "0.50", 24), (0.2, "0.20", 60), (0.1, "0.10", 100)])
@@ -96,3 +96,89 @@ def test_an_unknown_status_is_passed_on(fake_api: FakeApi) -> None:
     at = run_app()
 
     assert tab(at, "Drift").info[0].value == "Drift status: RECALIBRATING"
+
+
+def history_with(**changes: Any) -> dict[str, Any]:
+    """A copy of the canned /drift/history answer with some fields changed."""
+    history = copy.deepcopy(DRIFT_HISTORY)
+    history.update(changes)
+    return history
+
+
+def test_the_history_plots_each_windows_score_against_the_servers_threshold(fake_api: FakeApi) -> None:
+    at = run_app()
+
+    drift = tab(at, "Drift")
+    history = charts(drift)[0]
+    assert [layer["mark"]["type"] for layer in chart_spec(history)["layer"]] == ["line", "point", "rule", "text"]
+    rows = chart_data(history)
+    scores = [r["drift_score"] for r in rows if "drift_score" in r]
+    assert scores == [w["drift_score"] for w in DRIFT_HISTORY["windows"]]
+    flagged = [r["drift"] for r in rows if "drift_score" in r]
+    assert flagged.count("drift") == sum(w["drift_detected"] for w in DRIFT_HISTORY["windows"]) == 6
+    assert {"threshold": 0.3} in rows  # the rule sits at the threshold the server sent
+    assert chart_spec(history)["layer"][3]["encoding"]["text"] == {"value": "alarm threshold 0.30"}
+    assert [r.path for r in fake_api.requests if r.path.startswith("/drift/history")] == ["/drift/history?points=20"]
+
+
+def test_a_history_without_a_threshold_draws_no_rule(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/drift/history?points=20", 200, history_with(threshold=None))
+
+    at = run_app()
+
+    layers = chart_spec(charts(tab(at, "Drift"))[0])["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["line", "point"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [
+        (200, {"windows": [], "threshold": 0.3}, "info"),
+        (200, {"windows": [{"end": "?", "drift_score": 0.5}, None]}, "info"),
+        (503, {"error": "state store unavailable, try again shortly"}, "error"),
+    ],
+)
+def test_no_history_leaves_the_rest_of_the_tab(fake_api: FakeApi, status: int, body: Any, shown: str) -> None:
+    fake_api.reply("GET", "/drift/history?points=20", status, body)
+
+    at = run_app()
+
+    drift = tab(at, "Drift")
+    if shown == "info":
+        assert drift.info[0].value == "No earlier windows with enough predictions yet."
+    else:
+        assert drift.error[0].value == (
+            "Cannot load the drift history: state store unavailable, try again shortly (HTTP 503)"
+        )
+    assert len(charts(drift)) == 3 and metric_values(drift)["Drift score"] == "0.120"
+
+
+def test_p_values_psi_and_mean_shift_each_have_an_axis_of_their_own(fake_api: FakeApi) -> None:
+    drift = drift_with()
+    drift["features"]["petal_length"].update({"p_value_adjusted": 0.0, "psi": 0.4, "mean_shift_sd": -1.8})
+    fake_api.reply("GET", "/drift", 200, drift)
+
+    at = run_app()
+
+    p_values, psi, shift = charts(tab(at, "Drift"))[1:]
+    titles = [chart_spec(c)["title"] for c in (p_values, psi, shift)]
+    assert titles == ["Adjusted p-value", "PSI", "Mean shift"]
+    fields = [chart_spec(c)["layer"][0]["encoding"]["x"]["field"] for c in (p_values, psi, shift)]
+    assert fields == ["p", "PSI", "mean shift (SD)"]
+    p_axis = chart_spec(p_values)["layer"][0]["encoding"]["x"]["scale"]
+    assert p_axis["type"] == "log" and p_axis["domain"] == [1e-17, 1.0]  # a p of 0 is drawn at 1e-16
+    assert {"p": 0.05} in chart_data(p_values)  # alpha, as the server sent it, is the rule
+    petal = [r for r in chart_data(shift) if r.get("feature") == "Petal Length"]
+    assert petal[0]["mean shift (SD)"] == -1.8
+    assert "drift below the dashed line at 0.05" in " ".join(c.value for c in tab(at, "Drift").caption)
+
+
+def test_without_alpha_there_is_no_p_value_rule(fake_api: FakeApi) -> None:
+    drift = drift_with()
+    del drift["alpha"]
+    fake_api.reply("GET", "/drift", 200, drift)
+
+    at = run_app()
+
+    assert len(chart_spec(charts(tab(at, "Drift"))[1])["layer"]) == 1
+    assert "dashed line" not in " ".join(c.value for c in tab(at, "Drift").caption)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.ui.driver import charts, markdown_text, metric_values, run_app, tab
-from tests.ui.fake_api import AB_REPORT, FakeApi
+from tests.ui.driver import chart_data, chart_spec, charts, markdown_text, metric_values, run_app, tab
+from tests.ui.fake_api import AB_REPORT, TIMELINE, FakeApi
 
 
 def report_with(comparison: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
@@ -23,8 +23,8 @@ def test_experiment_panel_shows_report_not_json(fake_api: FakeApi) -> None:
     at = run_app()
 
     experiment = tab(at, "Experiment")
-    assert not at.json
-    assert experiment.caption[0].value == "Experiment #1 · started 2026-11-24 03:00 UTC"
+    assert not experiment.json
+    assert experiment.caption[0].value == "Experiment #3 · started 2026-11-24 03:00 UTC"
     assert AB_REPORT["recommendation"] in experiment.info[0].value
     metrics = metric_values(experiment)
     assert metrics["v1 accuracy"] == "100.0%"
@@ -42,7 +42,7 @@ def test_experiment_panel_shows_report_not_json(fake_api: FakeApi) -> None:
     ) in captions
     assert "95% CI 91.2% – 100.0%" in captions
     assert "v1: 120 requests · v2: 110 requests" in captions
-    assert len(charts(experiment)) == 1
+    assert len(charts(experiment)) == 3  # the traffic split, then accuracy and share over time
     table = experiment.dataframe[0].value
     assert list(table["observed share"]) == ["52.0%", "48.0%"]
     assert list(table["p95 latency"]) == ["0.6 ms", "0.9 ms"]
@@ -219,3 +219,100 @@ def test_without_a_sequential_verdict_the_page_invents_none(fake_api: FakeApi) -
 
     captions = " ".join(c.value for c in tab(at, "Experiment").caption)
     assert "Always-valid" not in captions
+
+
+def timeline_with(**changes: Any) -> dict[str, Any]:
+    """A copy of the canned timeline with some fields changed."""
+    timeline = copy.deepcopy(TIMELINE)
+    timeline.update(changes)
+    return timeline
+
+
+def marks(chart: Any) -> list[tuple[str, Any]]:
+    """(mark type, opacity or stroke dash) of each layer of a chart."""
+    found = []
+    for layer in chart_spec(chart)["layer"]:
+        mark = layer["mark"]
+        found.append((mark["type"], mark.get("opacity", mark.get("strokeDash"))))
+    return found
+
+
+def test_accuracy_over_time_has_both_bands_the_shadow_dashed_and_the_periods(fake_api: FakeApi) -> None:
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    accuracy, share = charts(experiment)[1:]
+    assert marks(accuracy)[:3] == [("area", 0.12), ("area", 0.3), ("line", None)]
+    assert [m[0] for m in marks(accuracy)[3:]] == ["rule", "text", "text", "text"]
+    line = chart_spec(accuracy)["layer"][2]["encoding"]
+    assert line["strokeDash"]["scale"] == {"domain": ["served", "shadow (not served)"], "range": [[1, 0], [6, 4]]}
+    rows = chart_data(accuracy)
+    shadow = [r for r in rows if r.get("kind") == "shadow (not served)"]
+    assert {r["version"] for r in shadow} == {"v3"} and len(shadow) == len(TIMELINE["shadow"]["v3"])
+    newest_v2 = [r for r in rows if r.get("version") == "v2" and r.get("kind") == "served"][-1]
+    point = TIMELINE["versions"]["v2"][-1]
+    assert (newest_v2["ci_lo"], newest_v2["ci_hi"]) == tuple(point["ci95"])  # the server's intervals, as sent
+    assert (newest_v2["cs_lo"], newest_v2["cs_hi"]) == tuple(point["cs"])
+    labels = [r["label"] for r in rows if "label" in r]
+    assert labels == [
+        "#1 env: v1 100 · v2 0",
+        "#2 rollout: v1 90 · v2 10 · shadow v3",
+        "#3 rollout: v1 50 · v2 50 · shadow v3",
+    ]
+    assert "Dashed: shadow versions" in " ".join(c.value for c in experiment.caption)
+    # The share of each served version, slice by slice; the shadow version is served nothing.
+    steps = chart_spec(share)["layer"][0]
+    assert steps["mark"]["interpolate"] == "step-before"
+    assert steps["encoding"]["color"]["legend"]["values"] == ["v1", "v2"]
+    assert steps["encoding"]["color"]["scale"]["domain"] == ["v1", "v2", "v3"]  # colours as in the accuracy chart
+
+
+def test_without_labels_there_is_no_accuracy_over_time_but_the_split_is_shown(fake_api: FakeApi) -> None:
+    unlabelled = {
+        version: [p | {"labeled": 0, "correct": 0, "accuracy": None, "ci95": None, "cs": None} for p in points]
+        for version, points in TIMELINE["versions"].items()
+    }
+    fake_api.reply("GET", "/ab/timeline", 200, timeline_with(versions=unlabelled, shadow={}))
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert experiment.info[-1].value.startswith("No labelled predictions in this time yet")
+    assert len(charts(experiment)) == 2  # the report's split and the share over time
+
+
+def test_an_empty_timeline_shows_only_the_report(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/ab/timeline", 200, timeline_with(versions={}, shadow={}, periods=[]))
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert len(charts(experiment)) == 1 and not experiment.error
+    assert metric_values(experiment)["v1 accuracy"] == "100.0%"
+
+
+def test_a_timeline_that_fails_leaves_the_report(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/ab/timeline", 503, {"error": "state store unavailable, try again shortly"})
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    (error,) = experiment.error
+    assert error.value == "Cannot load the timeline: state store unavailable, try again shortly (HTTP 503)"
+    assert metric_values(experiment)["v1 accuracy"] == "100.0%" and len(charts(experiment)) == 1
+
+
+def test_malformed_points_are_left_out(fake_api: FakeApi) -> None:
+    timeline = timeline_with(
+        versions={"v1": [None, {"at": "yesterday"}, TIMELINE["versions"]["v1"][-1] | {"ci95": "wide", "cs": [1]}]},
+        shadow=["not", "a", "mapping"],
+        periods=[None, {"started_at": "?"}],
+    )
+    fake_api.reply("GET", "/ab/timeline", 200, timeline)
+
+    at = run_app()
+
+    experiment = tab(at, "Experiment")
+    assert not experiment.error and len(charts(experiment)) == 3
+    (row,) = [r for r in chart_data(charts(experiment)[1]) if r.get("version") == "v1" and "accuracy" in r][:1]
+    assert row["ci_lo"] is None and row["cs_hi"] is None

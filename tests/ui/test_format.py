@@ -18,6 +18,7 @@ from app.ui.format import (
     parse_utc,
     pct,
     server_text,
+    weights_text,
 )
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -93,3 +94,11 @@ def test_class_label_by_index_or_name(value: object, expected: str) -> None:
 )
 def test_server_text_passes_the_servers_string_through(value: object, expected: str | None) -> None:
     assert server_text(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [({"v1": 90, "v2": 10}, "v1 90 · v2 10"), ({"v2": 0}, "v2 0"), ({}, "—"), (None, "—"), ([90, 10], "—")],
+)
+def test_weights_text(weights: object, expected: str) -> None:
+    assert weights_text(weights) == expected

@@ -1,4 +1,5 @@
-"""The Drift tab: the drift score against the threshold the API judged it by, the status, per-feature tests."""
+"""The Drift tab: the drift score against the threshold the API judged it by, the status, the score's history,
+and the per-feature tests, each measure on an axis of its own."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.ui import charts
 from app.ui.client import ApiClient
 from app.ui.format import DASH, as_float, display_name
+
+HISTORY_POINTS = 20
 
 
 def render(client: ApiClient) -> None:
@@ -32,7 +36,28 @@ def render(client: ApiClient) -> None:
             min(max(score / threshold, 0.0), 1.0),
             text=f"Drift score {score:.2f} of the {threshold:.2f} threshold",
         )
-    _show_features(drift.get("features") or {})
+    _show_history(client)
+    _show_features(drift.get("features") or {}, as_float(drift.get("alpha")))
+
+
+def _show_history(client: ApiClient) -> None:
+    """The drift score of the windows before this one, against the threshold the server sent with them."""
+    st.subheader("History")
+    result = client.drift_history(HISTORY_POINTS)
+    if not result.ok:
+        st.error(f"Cannot load the drift history: {result.error}")
+        return
+    windows = charts.drift_history_frame(result.data)
+    if windows.empty:
+        st.info("No earlier windows with enough predictions yet.")
+        return
+    threshold = as_float(result.data.get("threshold"))
+    st.altair_chart(charts.drift_history_chart(windows, threshold), width="stretch")
+    size = result.data.get("window_size", "?")
+    st.caption(
+        f"The drift score of successive windows of up to {size} predictions, going back through the log "
+        "(no prediction is in two windows); at or above the threshold the window drifted."
+    )
 
 
 def _show_status(drift: dict[str, Any]) -> None:
@@ -52,8 +77,8 @@ def _show_status(drift: dict[str, Any]) -> None:
         st.info(f"Drift status: {status}")
 
 
-def _show_features(features: dict[str, Any]) -> None:
-    """Per-feature p-value, PSI and mean shift as a chart and a table."""
+def _show_features(features: dict[str, Any], alpha: float | None) -> None:
+    """Per-feature adjusted p-value, PSI and mean shift as three charts, and a table of everything."""
     if not features:
         return
     rows = [
@@ -72,9 +97,9 @@ def _show_features(features: dict[str, Any]) -> None:
     ]
     table = pd.DataFrame(rows)
     st.subheader("Per feature")
-    st.bar_chart(
-        table.set_index("feature")[["PSI", "mean shift (SD)"]].fillna(0.0),
-        stack=False,
-        sort=False,
-    )
+    plotted = charts.feature_charts(charts.feature_frame(features), alpha)
+    for column, chart in zip(st.columns(len(plotted)), plotted.values(), strict=True):
+        column.altair_chart(chart, width="stretch")
+    below = f"; drift below the dashed line at {alpha:g}" if alpha else ""
+    st.caption(f"Adjusted p-values on a log scale{below}. PSI and the mean shift, in reference SDs, are for people.")
     st.dataframe(table.round(4), hide_index=True)

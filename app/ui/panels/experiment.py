@@ -1,7 +1,9 @@
-"""The Experiment tab: the A/B report's verdict, traffic split, accuracy with intervals and significance.
+"""The Experiment tab: the A/B report's verdict, traffic split, accuracy with intervals and significance,
+then each version's accuracy and share over time across the experiment periods.
 
-Every verdict here is the server's: its p-value text, its significance call, its winner, its SRM flag.
-The page only arranges them, so it cannot say "p = 0.050, significant" when the report says 0.0496.
+Every verdict here is the server's: its p-value text, its significance call, its winner, its SRM flag,
+its intervals. The page only arranges them, so it cannot say "p = 0.050, significant" when the report
+says 0.0496.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.ui import charts
 from app.ui.client import ApiClient
 from app.ui.format import DASH, as_float, format_interval, format_ms, format_when, pct, server_text
 
@@ -19,11 +22,17 @@ _TEST_FIELDS = ("p_value_text", "p_value_adjusted", "p_value")
 
 
 def render(client: ApiClient) -> None:
-    """The A/B report: verdict, traffic split, accuracy with intervals and significance."""
+    """The A/B report of the current period, then the versions over time."""
+    if _show_report(client):
+        _show_timeline(client)
+
+
+def _show_report(client: ApiClient) -> bool:
+    """The A/B report: verdict, traffic split, accuracy with intervals and significance; False if it failed."""
     result = client.ab_report()
     if not result.ok:
         st.error(f"Cannot load the A/B report: {result.error}")
-        return
+        return False
     report = result.data
     experiment = report.get("experiment") or {}
     st.caption(f"Experiment #{experiment.get('id', '?')} · started {format_when(experiment.get('started_at'))}")
@@ -34,11 +43,12 @@ def render(client: ApiClient) -> None:
     variants = report.get("variants") or {}
     if not variants:
         st.info("No traffic recorded in this experiment yet.")
-        return
+        return True
     _show_traffic(variants)
     _show_accuracy(variants)
     _show_comparisons(report.get("comparison"), report.get("comparisons") or [])
     _show_variant_table(variants)
+    return True
 
 
 def comparison_sentence(comparison: dict[str, Any]) -> str:
@@ -158,3 +168,28 @@ def _show_variant_table(variants: dict[str, Any]) -> None:
         for name, v in variants.items()
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def _show_timeline(client: ApiClient) -> None:
+    """Accuracy over time with both intervals, shadow versions dashed, periods as rules; the split over time."""
+    st.subheader("Over time")
+    result = client.timeline()
+    if not result.ok:
+        st.error(f"Cannot load the timeline: {result.error}")
+        return
+    timeline = result.data
+    points = charts.timeline_frame(timeline)
+    periods = charts.periods_frame(timeline)
+    if points["accuracy"].notna().any():
+        st.altair_chart(charts.accuracy_chart(points, periods), width="stretch")
+        st.caption(
+            f"Accuracy on the labelled predictions since {format_when(timeline.get('since'))}, counted up to "
+            "each point. Darker band: the 95% interval, valid when read once; lighter band: the always-valid "
+            "95% confidence sequence, valid however often you look. Dashed: shadow versions, scored on the same "
+            "requests but never served. Dotted rules: where each experiment period starts."
+        )
+    else:
+        st.info("No labelled predictions in this time yet: send labels to /feedback to see accuracy over time.")
+    if (points["kind"] == charts.SERVED).any():
+        st.altair_chart(charts.share_chart(points, periods), width="stretch")
+        st.caption("Each version's share of the requests the router assigned, hour by hour and period by period.")
