@@ -541,7 +541,7 @@ class SqlStore(ABC):
                 raise StateConflict(f"rollout {rows[0][0]} is running")
             latest = self._latest_experiment(cur)
             env = latest.env_weights if latest else dict(weights)
-            shadow = latest.shadow if latest else ()
+            shadow = _still_shadow(latest, weights)
             now = time.time()
             cur.execute(
                 self._q(
@@ -589,7 +589,7 @@ class SqlStore(ABC):
             if weights is not None:
                 latest = self._latest_experiment(cur)
                 env = latest.env_weights if latest else dict(weights)
-                shadow = latest.shadow if latest else ()
+                shadow = _still_shadow(latest, weights)
                 what = f"step {new_step + 1}" if state == "running" else state
                 source = f"rollout {rollout_id} {what}"
                 experiment_id = self._insert_experiment(cur, weights, env, source, shadow=shadow).id
@@ -694,6 +694,11 @@ def _experiment(row: Sequence[Any]) -> Experiment:
     weights, env_weights, shadow = json.loads(row[2]), json.loads(row[3]), tuple(json.loads(row[5]))
     policy = json.loads(row[6]) if row[6] else None
     return Experiment(int(row[0]), float(row[1]), weights, env_weights, str(row[4]), shadow, policy)
+
+
+def _still_shadow(latest: Experiment | None, weights: dict[str, int]) -> tuple[str, ...]:
+    """The shadow versions a rollout's new period keeps: those it does not give traffic to."""
+    return tuple(v for v in latest.shadow if not weights.get(v)) if latest else ()
 
 
 def _shadow_outcome(prediction: int, served: int, label: int) -> tuple[int, int, int, int]:

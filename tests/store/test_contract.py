@@ -216,12 +216,13 @@ def test_a_queued_label_reaches_the_shadow_rows_written_with_its_prediction(stor
 
 
 def test_a_rollout_moves_by_compare_and_set(store):
-    store.start_experiment({"v1": 100, "v2": 0}, {"v1": 100, "v2": 0}, "api", shadow=["v3"])
+    store.start_experiment({"v1": 100, "v2": 0}, {"v1": 100, "v2": 0}, "api", shadow=["v3", "v2"])
     assert store.current_rollout() is None
     rollout = store.start_rollout({"steps": [10, 100]}, {"v1": 90, "v2": 10}, {"decision": "start"})
     period = store.latest_experiment()
     assert (rollout.state, rollout.step, rollout.experiment_id) == ("running", 0, period.id)
-    assert period.weights == {"v1": 90, "v2": 10} and period.shadow == ("v3",)  # shadow versions carry on
+    # Shadow versions carry on, but not the candidate: it serves now.
+    assert period.weights == {"v1": 90, "v2": 10} and period.shadow == ("v3",)
     with pytest.raises(StateConflict):
         store.start_rollout({"steps": [10]}, {"v1": 90, "v2": 10}, {"decision": "start"})
     moved = store.decide_rollout(

@@ -123,8 +123,27 @@ AB_REPORT: dict[str, Any] = {
         "p_value_text": "p = 0.500",
         "observed_share": {"v1": 0.52, "v2": 0.48},
         "expected_share": {"v1": 0.5, "v2": 0.5},
+        "applicable": True,
     },
     "recommendation": "v1 is more accurate (100.0% vs 71.3%, p < 0.001): shift traffic to v1",
+    "shadow": {
+        "v3": {
+            "requests": 412,
+            "agreement": 0.934,
+            "labeled": 160,
+            "correct": 150,
+            "accuracy": 0.9375,
+            "accuracy_ci95": [0.888, 0.966],
+            "served_accuracy": 0.85,
+            "accuracy_diff": 0.0875,
+            "discordant": 20,
+            "p_value": 0.0026,
+            "p_value_text": "p = 0.003",
+            "method": "mcnemar-exact",
+            "significant": True,
+        }
+    },
+    "allocation": None,
 }
 
 DRIFT: dict[str, Any] = {

@@ -19,7 +19,7 @@ import requests
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from app.settings import REPO_DIR
-from tests.helpers import free_port
+from tests.helpers import free_port, until_every_worker, wait_until
 from tests.ui.fake_api import FakeApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -243,3 +243,36 @@ def test_experiment_drift_and_rollout_tabs_in_the_browser(fake_ui_page: tuple[Pa
     expect(page.get_by_text("Rollout aborted: it is aborted, with weights v1 100 · v2 0.")).to_be_visible()
     (sent,) = api.sent("DELETE", "/rollouts/current")
     assert sent.headers["Authorization"] == "Bearer s3cret-admin-token"
+
+
+def test_shadow_and_a_rollout_of_a_real_api_in_the_browser(api_server_factory: Any, tmp_path: Path) -> None:
+    api = api_server_factory()
+    shadow = {"weights": {"v1": 100, "v2": 0}, "shadow": ["v2"]}
+    assert requests.put(f"{api.url}/config", json=shadow, headers=api.admin_headers, timeout=5).status_code == 200
+    until_every_worker(api.url, "/config", 2, lambda r: r.json()["shadow"] == ["v2"], timeout=5)
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.8, 5.1, 1.5]] * 5
+    for _ in range(5):
+        answer = requests.post(f"{api.url}/predict", json={"instances": rows}, timeout=5).json()
+        feedback = [
+            {"prediction_id": pid, "feedback_token": token, "label": label}
+            for pid, token, label in zip(
+                answer["prediction_ids"], answer["feedback_tokens"], answer["predictions"], strict=True
+            )
+        ]
+        assert requests.post(f"{api.url}/feedback", json={"feedback": feedback}, timeout=5).status_code == 200
+    wait_until(
+        lambda: requests.get(f"{api.url}/ab/report", timeout=5).json()["shadow"].get("v2", {}).get("labeled") == 100,
+        timeout=10,
+        message="the shadow version's rows scored and labelled",
+    )
+    plan = {"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100]}
+    assert requests.post(f"{api.url}/rollouts", json=plan, headers=api.admin_headers, timeout=5).status_code == 201
+
+    with _streamlit(api.url, tmp_path / "streamlit.log") as url, _chromium_page(url, height=2100) as page:
+        rollout = _open_tab(page, "Rollout")
+        expect(rollout.get_by_text("Rolling out", exact=False)).to_be_visible()
+        expect(_metric_value(page, "Step")).to_have_text("1 of 3")
+        # The accuracy over time shows the shadow period before the rollout's; the split over time beside it.
+        experiment = _open_tab(page, "Experiment")
+        _charts_drawn(experiment, 3)
+        expect(experiment.get_by_text("Dashed: shadow versions", exact=False)).to_be_visible()

@@ -316,3 +316,34 @@ def test_malformed_points_are_left_out(fake_api: FakeApi) -> None:
     assert not experiment.error and len(charts(experiment)) == 3
     (row,) = [r for r in chart_data(charts(experiment)[1]) if r.get("version") == "v1" and "accuracy" in r][:1]
     assert row["ci_lo"] is None and row["cs_hi"] is None
+
+
+def test_shadow_versions_are_judged_as_the_server_judged_them(fake_api: FakeApi) -> None:
+    experiment = tab(run_app(), "Experiment")
+    (shadow,) = [t.value for t in experiment.dataframe if "agrees with served" in t.value.columns]
+    row = shadow.iloc[0].to_dict()
+    assert row == {
+        "version": "v3",
+        "rows scored": 412,
+        "agrees with served": "93.4%",
+        "labelled": 160,
+        "accuracy": "93.8%",
+        "served, same rows": "85.0%",
+        "difference": "+8.8 pp",
+        "McNemar": "p = 0.003",
+    }
+
+
+def test_no_shadow_table_without_shadow_versions(fake_api: FakeApi) -> None:
+    fake_api.reply("GET", "/ab/report", 200, report_with(shadow={}))
+    experiment = tab(run_app(), "Experiment")
+    assert not [t for t in experiment.dataframe if "agrees with served" in t.value.columns]
+
+
+def test_under_a_bandit_the_sample_ratio_check_is_said_not_to_apply(fake_api: FakeApi) -> None:
+    note = "not applicable: a bandit moves traffic toward the better version by design"
+    srm = {**AB_REPORT["srm"], "applicable": False, "mismatch": False, "note": note}
+    fake_api.reply("GET", "/ab/report", 200, report_with(srm=srm))
+    experiment = tab(run_app(), "Experiment")
+    assert any(note in i.value for i in experiment.info)
+    assert not experiment.warning

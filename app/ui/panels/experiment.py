@@ -48,6 +48,7 @@ def _show_report(client: ApiClient) -> bool:
     _show_accuracy(variants)
     _show_comparisons(report.get("comparison"), report.get("comparisons") or [])
     _show_variant_table(variants)
+    _show_shadow(report.get("shadow") or {})
     return True
 
 
@@ -88,6 +89,9 @@ def _tested(comparison: object) -> bool:
 
 def _show_srm(srm: dict[str, Any]) -> None:
     """Warn when the server finds the observed traffic split does not match the configured weights."""
+    if srm.get("applicable") is False:
+        st.info(f"Sample-ratio check: {server_text(srm.get('note')) or 'not applicable under a bandit'}.")
+        return
     if not srm.get("mismatch"):
         return
     p_text = server_text(srm.get("p_value_text")) or "p-value unknown"
@@ -168,6 +172,31 @@ def _show_variant_table(variants: dict[str, Any]) -> None:
         for name, v in variants.items()
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def _show_shadow(shadow: dict[str, Any]) -> None:
+    """Shadow versions, judged by the server against what was served on the same rows."""
+    if not shadow:
+        return
+    st.subheader("Shadow versions")
+    rows = [
+        {
+            "version": name,
+            "rows scored": s.get("requests", 0),
+            "agrees with served": pct(s.get("agreement")),
+            "labelled": s.get("labeled", 0),
+            "accuracy": pct(s.get("accuracy")),
+            "served, same rows": pct(s.get("served_accuracy")),
+            "difference": DASH if as_float(s.get("accuracy_diff")) is None else f"{100 * s['accuracy_diff']:+.1f} pp",
+            "McNemar": server_text(s.get("p_value_text")) or DASH,
+        }
+        for name, s in shadow.items()
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        "Scored beside every routed row and never returned to anyone; judged on the same labelled rows as the "
+        "versions that served them (McNemar's exact test on the rows where exactly one of the two was right)."
+    )
 
 
 def _show_timeline(client: ApiClient) -> None:
