@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -400,3 +401,53 @@ def start_door(upstream_port: int | None, *extra: str, ready: str | None = "/hea
         door.stop()
         raise
     return door
+
+
+_IRIS_ROWS = [
+    [5.1, 3.5, 1.4, 0.2],
+    [6.7, 3.0, 5.2, 2.3],
+    [5.9, 3.0, 4.2, 1.5],
+    [6.3, 2.8, 5.1, 1.5],
+    [4.9, 3.1, 1.5, 0.1],
+]
+_BATCH = 20
+
+
+class LabellingUsers:
+    """Send batches of predictions to the API at ``url`` and label every row, right or wrong by the serving
+    version's pattern (``right[version](n)`` for its n-th row), as users' ground truth would."""
+
+    def __init__(self, url: str, right: dict[str, Callable[[int], bool]]) -> None:
+        self.url = url
+        self.right = right
+        self.seen: Counter[str] = Counter()
+
+    def round(self, requests_per_round: int = 10) -> None:
+        labels = []
+        for r in range(requests_per_round):
+            body = {"instances": [_IRIS_ROWS[(r * _BATCH + i) % len(_IRIS_ROWS)] for i in range(_BATCH)]}
+            answer = requests.post(f"{self.url}/predict", json=body, timeout=10)
+            assert answer.status_code == 200, answer.text
+            a = answer.json()
+            version = a["model_version"]
+            for pid, token, predicted in zip(a["prediction_ids"], a["feedback_tokens"], a["predictions"], strict=True):
+                right = self.right[version](self.seen[version])
+                self.seen[version] += 1
+                labels.append(
+                    {
+                        "prediction_id": pid,
+                        "feedback_token": token,
+                        "label": predicted if right else (predicted + 1) % 3,
+                    }
+                )
+        result = requests.post(f"{self.url}/feedback", json={"feedback": labels}, timeout=10)
+        assert result.status_code == 200, result.text
+
+    def until(self, check: Callable[[dict], bool], most_rounds: int = 200) -> dict:
+        """Feed rounds until ``check`` holds for GET /rollouts/current; that rollout."""
+        for _ in range(most_rounds):
+            rollout = requests.get(f"{self.url}/rollouts/current", timeout=5).json()
+            if check(rollout):
+                return rollout
+            self.round()
+        raise AssertionError(f"rollout never got there after {most_rounds} rounds: {rollout}")

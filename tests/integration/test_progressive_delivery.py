@@ -7,58 +7,17 @@ served it, as a user's ground truth would. The controller (whichever worker hold
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 import requests
 from sklearn.datasets import load_iris
 
-from tests.helpers import ADMIN, MEASURED, ApiServer, scrape, until_every_worker, value, wait_until
+from tests.helpers import ADMIN, MEASURED, ApiServer, LabellingUsers, scrape, until_every_worker, value, wait_until
 
 pytestmark = pytest.mark.integration
 
 ROWS = load_iris().data.tolist()
-BATCH = 20
 FAST_CONTROLLER = {"CONTROLLER_INTERVAL_SECONDS": "0.3", "LOG_LEVEL": "info"}
-
-
-class Users:
-    """Sends batches of predictions and labels every row: right or wrong by the version's own pattern."""
-
-    def __init__(self, api: ApiServer, right: dict[str, Callable[[int], bool]]) -> None:
-        self.api = api
-        self.right = right
-        self.seen: Counter[str] = Counter()
-
-    def round(self, requests_per_round: int = 10) -> None:
-        labels = []
-        for r in range(requests_per_round):
-            body = {"instances": [ROWS[(r * BATCH + i) % 150] for i in range(BATCH)]}
-            answer = requests.post(f"{self.api.url}/predict", json=body, timeout=10)
-            assert answer.status_code == 200, answer.text
-            a = answer.json()
-            version = a["model_version"]
-            for pid, token, predicted in zip(a["prediction_ids"], a["feedback_tokens"], a["predictions"], strict=True):
-                right = self.right[version](self.seen[version])
-                self.seen[version] += 1
-                labels.append(
-                    {
-                        "prediction_id": pid,
-                        "feedback_token": token,
-                        "label": predicted if right else (predicted + 1) % 3,
-                    }
-                )
-        result = requests.post(f"{self.api.url}/feedback", json={"feedback": labels}, timeout=10)
-        assert result.status_code == 200, result.text
-
-    def until(self, check: Callable[[dict], bool], most_rounds: int = 200) -> dict:
-        """Feed rounds until ``check`` holds for GET /rollouts/current; that rollout."""
-        for _ in range(most_rounds):
-            rollout = requests.get(f"{self.api.url}/rollouts/current", timeout=5).json()
-            if check(rollout):
-                return rollout
-            self.round()
-        raise AssertionError(f"rollout never got there after {most_rounds} rounds: {rollout}")
 
 
 def start_rollout(api: ApiServer, **plan) -> dict:
@@ -81,7 +40,7 @@ def served_only(api: ApiServer, version: str) -> None:
 def test_a_bad_candidate_is_rolled_back_and_the_baseline_serves_everything(api_server_factory):
     api = api_server_factory(extra_env=FAST_CONTROLLER)
     start_rollout(api)
-    users = Users(api, {"v1": lambda i: i % 20 != 0, "v2": lambda i: i % 2 == 0})  # right 95% against 50%
+    users = LabellingUsers(api.url, {"v1": lambda i: i % 20 != 0, "v2": lambda i: i % 2 == 0})  # right 95% against 50%
     rollout = users.until(lambda r: r["state"] != "running")
     assert rollout["state"] == "rolled_back", rollout
     assert [h["decision"] for h in rollout["history"]] == ["start", "rollback"]
@@ -103,7 +62,7 @@ def test_an_equal_candidate_is_promoted_through_every_step_across_a_restart(api_
     api = api_server_factory(extra_env=FAST_CONTROLLER)
     start_rollout(api, margin=0.1, max_p99_ms=1000)
     equal = {"v1": lambda i: i % 20 != 0, "v2": lambda i: i % 20 != 0}  # both right 95%
-    users = Users(api, equal)
+    users = LabellingUsers(api.url, equal)
     rollout = users.until(lambda r: r["step"] == 1 or r["state"] != "running")
     assert (rollout["state"], rollout["share"]) == ("running", 50), rollout
     until_every_worker(api.url, "/config", 2, lambda c: c.json()["weights"] == {"v1": 50, "v2": 50}, timeout=5)
@@ -117,7 +76,7 @@ def test_an_equal_candidate_is_promoted_through_every_step_across_a_restart(api_
     assert (after["state"], after["step"], after["history"]) == ("running", 1, rollout["history"])
     assert requests.get(f"{api.url}/config", timeout=5).json()["weights"] == {"v1": 50, "v2": 50}
 
-    users.api = api
+    users.url = api.url
     done = users.until(lambda r: r["state"] != "running")
     assert done["state"] == "promoted", done
     assert [h["decision"] for h in done["history"]] == ["start", "advance", "promote"]
@@ -137,7 +96,7 @@ def test_shadow_traffic_on_live_workers(api_server_factory):
                      timeout=5)  # fmt: skip
     assert r.status_code == 200, r.text
     until_every_worker(api.url, "/config", 2, lambda c: c.json()["shadow"] == ["v2"], timeout=5)
-    users = Users(api, {"v1": lambda i: i % 10 != 0})
+    users = LabellingUsers(api.url, {"v1": lambda i: i % 10 != 0})
     for _ in range(5):
         users.round()
     assert users.seen == Counter({"v1": 1000})  # the shadow version never answers anyone

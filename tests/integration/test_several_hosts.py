@@ -35,6 +35,7 @@ from tests.helpers import (
     ADMIN,
     ApiServer,
     Door,
+    LabellingUsers,
     PostgresServer,
     free_port,
     scrape,
@@ -281,6 +282,34 @@ def test_a_reload_on_one_host_reaches_every_host(cluster):
           f"{elapsed:.3f} s")  # fmt: skip
     for host in cluster.hosts:
         assert _served_set(host.url) == new_set
+
+
+def test_one_controller_decides_a_rollout_for_every_host(cluster):
+    """Six workers on three hosts race for one lease in PostgreSQL; one of them rolls the bad canary back, once."""
+    original = requests.get(f"{cluster.hosts[0].url}/config", timeout=5).json()["weights"]
+    plan = {"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100], "max_p99_ms": 1000}
+    r = requests.post(f"{cluster.hosts[2].url}/rollouts", json=plan, headers=ADMIN, timeout=5)
+    assert r.status_code == 201, r.text
+    try:
+        users = LabellingUsers(cluster.balancer.url, {"v1": lambda i: i % 20 != 0, "v2": lambda i: i % 2 == 0})
+        rollout = users.until(lambda r: r["state"] != "running")
+        assert rollout["state"] == "rolled_back" and [h["decision"] for h in rollout["history"]] == [
+            "start",
+            "rollback",
+        ]
+        with psycopg.connect(cluster.database_url) as conn:
+            holders = conn.execute("SELECT holder FROM leases WHERE name = 'controller'").fetchall()
+        (holder,) = holders
+        pids = {pid for host in cluster.hosts for pid in worker_pids(host)}
+        assert int(holder[0].split(":")[1]) in pids  # one worker of one of the hosts
+        for host in cluster.hosts:
+            _every_worker(host, "/config", lambda resp: resp.json()["weights"] == {"v1": 100, "v2": 0}, timeout=5)
+            assert requests.get(f"{host.url}/rollouts/current", timeout=5).json()["history"] == rollout["history"]
+    finally:
+        restored = requests.put(f"{cluster.hosts[0].url}/config", json={"weights": original}, headers=ADMIN, timeout=5)
+        assert restored.status_code == 200, restored.text
+        for host in cluster.hosts:
+            _every_worker(host, "/config", lambda resp: resp.json()["weights"] == original, timeout=5)
 
 
 def _kill_host(host: ApiServer) -> None:
