@@ -83,13 +83,16 @@ class Controller:
             self._rebalance(current)
 
     def _decide(self, rollout: Rollout) -> None:
+        current = self.store.latest_experiment()
+        if current is not None and current.id != rollout.experiment_id:
+            self._abandon(rollout, current)
+            return
         plan = RolloutPlan.from_dict(rollout.plan)
         counts = self.store.variant_counts(experiment_id=rollout.experiment_id)
         latency = self.store.latency_histograms(experiment_id=rollout.experiment_id)
         verdict = evaluate(plan, rollout.step, counts, latency)
         if verdict.decision == "hold":
             return
-        current = self.store.latest_experiment()
         versions = list(current.weights) if current else [plan.baseline, plan.candidate]
         if verdict.decision == "advance":
             state, step, share = "running", rollout.step + 1, plan.steps[rollout.step + 1]
@@ -108,6 +111,20 @@ class Controller:
             return
         metrics.ROLLOUT_DECISIONS.labels(verdict.decision).inc()
         log.info("rollout %d: %s, weights %s: %s", rollout.id, verdict.decision, weights, verdict.reason)
+
+    def _abandon(self, rollout: Rollout, current: Experiment) -> None:
+        """Another period replaced the step's (new environment weights at a restart win over runtime routing): the
+        rollout no longer controls the traffic, so it is recorded as aborted and the routing is left as it is."""
+        reason = f"aborted: period {current.id} ({current.source}) replaced the step's period {rollout.experiment_id}"
+        entry = history_entry(rollout.step, dict(current.weights), "abort", reason, None)
+        try:
+            self.store.decide_rollout(
+                rollout.id, rollout.step, state="aborted", new_step=rollout.step, entry=entry, weights=None
+            )
+        except StateConflict:
+            return
+        metrics.ROLLOUT_DECISIONS.labels("abort").inc()
+        log.warning("rollout %d %s", rollout.id, reason)
 
     def _rebalance(self, current: Experiment) -> None:
         policy = current.policy or {}

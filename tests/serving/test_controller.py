@@ -78,6 +78,17 @@ def test_an_equal_candidate_walks_every_step_to_promotion(store):
     controller.stop()
 
 
+def test_a_rollout_whose_period_was_replaced_is_aborted_and_the_routing_left_alone(store):
+    controller = Controller(store, interval=1.0)
+    start(store)
+    replaced = store.ensure_experiment({"v1": 70, "v2": 30}, {"v1": 70, "v2": 30})  # a restart with new env weights
+    controller.tick()
+    rollout = store.current_rollout()
+    assert rollout.state == "aborted" and f"period {replaced.id} (env) replaced" in rollout.history[-1]["reason"]
+    assert rollout.history[-1]["weights"] == {"v1": 70, "v2": 30} and store.latest_experiment() == replaced
+    controller.stop()
+
+
 def test_a_held_step_writes_nothing(store):
     controller = Controller(store, interval=1.0)
     period = start(store)
