@@ -19,6 +19,7 @@ from app.errors import BadRequest
 from app.features import FLOAT32_MAX
 from app.serving.rollouts import RolloutPlan
 from app.serving.router import ConfigUpdate
+from app.store.contract import POLICIES
 
 MAX_USER_ID_LENGTH = 256
 MAX_WEIGHT = 1_000_000
@@ -27,7 +28,6 @@ MAX_TOKEN_LENGTH = 64
 MAX_VERSION_LENGTH = 64
 MAX_SHADOW_VERSIONS = 5
 MAX_ROLLOUT_STEPS = 20
-POLICIES = ("fixed", "thompson")
 DEFAULT_HISTORY_POINTS = 20
 MAX_HISTORY_POINTS = 100
 

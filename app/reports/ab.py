@@ -24,7 +24,7 @@ def ab_report(
     Everything comes from the store's running counters: the cost does not grow with the log.
     """
     clamped = False
-    bandit = bool(current.policy and current.policy.get("name") == "thompson")
+    bandit = current.policy_name == "thompson"
     if since is None and bandit:
         # Under a bandit every reallocation is a period: the report covers them all since the bandit started.
         start = int((current.policy or {})["since_experiment"])

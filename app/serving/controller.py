@@ -13,7 +13,8 @@ Each tick the holder:
   the period it leads to;
 * otherwise, when the period in force has the Thompson policy, turns each routed version's labels since the
   bandit started into new weights (``app.stats.bandit``), starting a new period only when a share moved by at
-  least ``REALLOCATE_TOLERANCE``, so sticky users keep their version while the allocation holds.
+  least ``app.stats.bandit.DEFAULT_TOLERANCE`` (2 points), so sticky users keep their version while the
+  allocation holds.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from app.store import Experiment, Rollout, StateConflict, Store, StoreUnavailabl
 log = logging.getLogger(__name__)
 
 LEASE = "controller"
-REALLOCATE_TOLERANCE = 0.02
-BANDIT_TOTAL_WEIGHT = 1000
 
 
 class Controller:
@@ -79,7 +78,7 @@ class Controller:
             self._decide(rollout)
             return
         current = self.store.latest_experiment()
-        if current is not None and current.policy and current.policy.get("name") == "thompson":
+        if current is not None and current.policy_name == "thompson":
             self._rebalance(current)
 
     def _decide(self, rollout: Rollout) -> None:
@@ -128,7 +127,7 @@ class Controller:
 
     def _rebalance(self, current: Experiment) -> None:
         policy = current.policy or {}
-        arms = [v for v in policy.get("versions", []) if v in current.weights]
+        arms = [v for v in policy.get("versions", []) if v in current.weights and v not in current.shadow]
         if len(arms) < 2:
             return
         counts: dict[str, tuple[int, int]] = dict.fromkeys(arms, (0, 0))
@@ -137,8 +136,8 @@ class Controller:
                 labeled, correct = counts[c.version]
                 counts[c.version] = (labeled + c.labeled, correct + c.correct)
         shares = thompson_shares(counts, min_share=float(policy["min_share"]))
-        weights = dict.fromkeys(current.weights, 0) | shares_to_weights(shares, total=BANDIT_TOTAL_WEIGHT)
-        if not allocation_changed(current.weights, weights, tolerance=REALLOCATE_TOLERANCE):
+        weights = dict.fromkeys(current.weights, 0) | shares_to_weights(shares)
+        if not allocation_changed(current.weights, weights):
             return
         try:
             started = self.store.start_experiment(

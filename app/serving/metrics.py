@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.stats.latency import LATENCY_BUCKETS
+from app.store.contract import POLICIES, ROLLOUT_STATES
 
 PREDICTION_REQUESTS = Counter("prediction_requests", "POST /predict and V2 infer requests, accepted or rejected")
 MODEL_VERSION_REQUESTS = Counter("model_version_requests", "Prediction requests served, by model version", ["version"])
@@ -50,7 +51,6 @@ PREDICT_ERROR_CODES = ("400", "413", "415", "500", "503")
 FEEDBACK_OUTCOMES = ("correct", "incorrect")
 LOG_LOSS_REASONS = ("store_unavailable", "queue_full", "shutdown", "client_quota", "shadow_dropped")
 CONTROLLER_DECISIONS = ("advance", "promote", "rollback", "abort", "reallocate")
-ROLLOUT_STATES = ("running", "promoted", "rolled_back", "aborted")
 
 
 def initialise(versions: Iterable[str], class_names: Iterable[str]) -> None:
@@ -157,7 +157,7 @@ class StateCollector:
             "1 for the routing policy in force (fixed weights, or the Thompson bandit)",
             labels=["policy"],
         )
-        for name in ("fixed", "thompson"):
+        for name in POLICIES:
             policy.add_metric([name], 1.0 if state.get("policy", "fixed") == name else 0.0)
         yield policy
         weights = GaugeMetricFamily("model_traffic_weight", "Configured A/B weight", labels=["version"])

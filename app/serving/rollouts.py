@@ -33,8 +33,6 @@ from app.store import VariantCounts
 MIN_P99_REQUESTS = 100
 """A p99 read from fewer requests is the maximum of a handful: the latency guard waits for this many."""
 
-STATES = ("running", "promoted", "rolled_back", "aborted")
-
 
 @dataclass(frozen=True)
 class RolloutPlan:

@@ -40,6 +40,7 @@ from app.serving.router import ConfigUpdate, NoRoutableModel, Router, hash_user,
 from app.serving.shadow import Served, ShadowScorer
 from app.serving.tokens import FeedbackTokens
 from app.settings import Settings
+from app.stats.bandit import DEFAULT_MIN_SHARE
 from app.stats.drift import drift_score_from_p
 from app.store import (
     Experiment,
@@ -367,7 +368,7 @@ class Service:
         body["shares"] = dict(state.router.shares)
         body["experiment"] = {"id": exp.id, "started_at": iso(exp.started_at), "source": exp.source}
         body["shadow"] = list(exp.shadow)
-        body["policy"] = exp.policy or {"name": "fixed"}
+        body["policy"] = exp.policy or {"name": exp.policy_name}
         body["sticky"] = {"body_field": "user_id", "header": "X-User-ID"}
         return body
 
@@ -376,11 +377,6 @@ class Service:
         now. Refused while a rollout runs: it owns the weights until it ends or is aborted."""
         with self._lock:
             state = self.state
-            running = self.store.current_rollout()
-            if running is not None and running.state == "running":
-                raise Conflict(
-                    f"rollout {running.id} is running and owns the routing: DELETE /rollouts/current to abort it first"
-                )
             current = state.experiment
             known = list(state.models.manifest.get("versions", {})) or list(current.weights)
             try:
@@ -394,7 +390,12 @@ class Service:
             shadow = list(current.shadow) if update.shadow is None else update.shadow
             self._check_shadow(state.models, shadow, weights)
             policy = self._policy(update, current, weights, state.models)
-            started = self.store.start_experiment(weights, current.env_weights, "api", shadow=shadow, policy=policy)
+            try:
+                started = self.store.start_experiment(
+                    weights, current.env_weights, "api", shadow=shadow, policy=policy, unless_rollout=True
+                )
+            except StateConflict as exc:
+                raise Conflict(f"{exc}: DELETE /rollouts/current to abort it first") from None
             self.state = State.build(state.models, started)
         log.info(
             "routing changed: weights %s, shadow %s, policy %s (experiment %d)", weights, shadow, policy, started.id
@@ -417,13 +418,17 @@ class Service:
     def _policy(
         update: ConfigUpdate, current: Experiment, weights: dict[str, int], models: ModelSet
     ) -> dict[str, Any] | None:
-        """The period's policy: unchanged unless asked; a new Thompson bandit starts from these weights."""
-        if update.policy is None:
-            return current.policy
-        if update.policy == "fixed":
+        """The period's policy. Fixed stays fixed unless asked. A Thompson bandit starts from these weights, and
+        starts again from them when the weights or shadow versions change under it: its arms are the versions
+        the operator gives traffic to now, never a version they turned off or made a shadow."""
+        name = update.policy or current.policy_name
+        if name == "fixed":
             return None
+        if update.policy is None and update.weights is None and update.shadow is None:
+            return current.policy
         arms = [v for v, w in weights.items() if w > 0 and v in models.versions]
-        min_share = 0.1 if update.min_share is None else update.min_share
+        previous = (current.policy or {}).get("min_share", DEFAULT_MIN_SHARE)
+        min_share = previous if update.min_share is None else update.min_share
         if len(arms) < 2:
             raise BadRequest(f"a bandit needs two versions with traffic to choose between; weights {weights}")
         if min_share * len(arms) > 1:
@@ -626,7 +631,7 @@ class Service:
             "store_available": self.store.health().available,
             "unwritten_rows": self.prediction_log.unwritten,
             "weights": dict(state.experiment.weights),
-            "policy": (state.experiment.policy or {"name": "fixed"})["name"],
+            "policy": state.experiment.policy_name,
             "models": {
                 v: {
                     "sha256": lv.sha256,

@@ -50,6 +50,8 @@ import numpy.typing as npt
 DEFAULT_DRAWS = 20_000
 """Monte Carlo draws per posterior: P(best) within about ±0.007 (2 SE at P = 0.5), well inside the tolerance."""
 
+DEFAULT_MIN_SHARE = 0.1
+"""The least share of traffic each version keeps when none is asked for."""
 DEFAULT_TOTAL = 1000
 """The weights a set of shares is rounded to: 0.1% resolution, and small enough to read in the admin API."""
 

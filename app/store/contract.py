@@ -44,6 +44,10 @@ from typing import Any, Literal, NamedTuple, Protocol
 COUNT_BUCKET_SECONDS = 3600
 """Counters are kept per hour: a report's ``since`` is rounded down to the hour."""
 
+POLICIES = ("fixed", "thompson")
+"""Routing policies: fixed weights, or the Thompson bandit moving them as labels arrive."""
+ROLLOUT_STATES = ("running", "promoted", "rolled_back", "aborted")
+
 
 class StoreUnavailable(Exception):
     """The store could not be read or written right now (locked, read-only, disk full, gone): transient."""
@@ -62,7 +66,12 @@ class Experiment:
     """Versions that score every routed row off the response path, never answering anyone."""
     policy: dict[str, Any] | None = None
     """How weights move within the period's policy: None for fixed weights, or e.g. ``{"name": "thompson",
-    "min_share": 0.1, "since_experiment": 12}`` (the bandit's first period)."""
+    "min_share": 0.1, "versions": ["v1", "v2"], "since_experiment": 12}`` (its arms and first period)."""
+
+    @property
+    def policy_name(self) -> str:
+        """The routing policy in force: "fixed" or "thompson"."""
+        return str(self.policy["name"]) if self.policy else "fixed"
 
 
 class PredictionRecord(NamedTuple):
@@ -143,7 +152,7 @@ class Rollout:
     id: int
     plan: dict[str, Any]
     state: str
-    """running, promoted, rolled_back or aborted."""
+    """One of ROLLOUT_STATES."""
     step: int
     """Index into the plan's steps of the step in force (0-based)."""
     experiment_id: int
@@ -230,10 +239,12 @@ class Store(Protocol):
         shadow: Sequence[str] = (),
         policy: dict[str, Any] | None = None,
         replacing: int | None = None,
+        unless_rollout: bool = False,
     ) -> Experiment:
         """Record a routing change: a new experiment period with a higher id starts now. With ``replacing``, only
-        while that period is still the latest (StateConflict otherwise). A policy whose ``since_experiment`` is
-        None starts with this period: the stored policy names its id."""
+        while that period is still the latest; with ``unless_rollout``, only while no rollout runs (StateConflict
+        otherwise). A policy whose ``since_experiment`` is None starts with this period: the stored policy names
+        its id."""
 
     def experiments(self) -> list[Experiment]:
         """Every experiment period, oldest first."""
@@ -314,7 +325,8 @@ class Store(Protocol):
     ) -> Rollout:
         """Record a decision on a running rollout that is still at ``step``, and with ``weights`` start the
         period it leads to, atomically. StateConflict when the rollout ended or moved meanwhile (another
-        evaluator decided first): the decision is then not recorded."""
+        evaluator decided first), or, with ``weights``, when its step's period is no longer the latest (the
+        routing moved under it): the decision is then not recorded."""
 
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take or renew the lease ``name`` for ``ttl`` seconds; True when ``holder`` holds it now. A lease is

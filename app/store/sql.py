@@ -21,6 +21,7 @@ from typing import Any
 from app.stats.latency import BUCKET_COUNT, bucket_of
 from app.store.contract import (
     COUNT_BUCKET_SECONDS,
+    ROLLOUT_STATES,
     Experiment,
     LabelItem,
     LabelOutcome,
@@ -45,7 +46,6 @@ LOCK_MIGRATIONS = 7_303
 
 _EXPERIMENT_COLUMNS = "id, started_at, weights, env_weights, source, shadow, policy"
 _ROLLOUT_COLUMNS = "id, plan, state, step, experiment_id, started_at, updated_at, history"
-_ROLLOUT_STATES = ("running", "promoted", "rolled_back", "aborted")
 _NO_PERIOD = 0  # counters key a prediction served with no experiment period (store down at start) under 0
 
 
@@ -137,10 +137,17 @@ class SqlStore(ABC):
         shadow: Sequence[str] = (),
         policy: dict[str, Any] | None = None,
         replacing: int | None = None,
+        unless_rollout: bool = False,
     ) -> Experiment:
-        """Record a routing change: a new experiment period starts now (if ``replacing`` is still the latest)."""
+        """Record a routing change: a new experiment period starts now (if ``replacing`` is still the latest, and
+        with ``unless_rollout`` if no rollout runs)."""
         with self._transaction() as cur:
             self._take_lock(cur, LOCK_EXPERIMENTS)
+            if unless_rollout:
+                cur.execute("SELECT id FROM rollouts WHERE state = 'running' ORDER BY id DESC LIMIT 1")
+                running = cur.fetchall()
+                if running:
+                    raise StateConflict(f"rollout {running[0][0]} is running and owns the routing")
             if replacing is not None:
                 latest = self._latest_experiment(cur)
                 if latest is None or latest.id != replacing:
@@ -571,7 +578,7 @@ class SqlStore(ABC):
         weights: dict[str, int] | None,
     ) -> Rollout:
         """Record a decision on a rollout still running at ``step`` (compare-and-set), with its new period."""
-        if state not in _ROLLOUT_STATES:
+        if state not in ROLLOUT_STATES:
             raise ValueError(f"unknown rollout state {state!r}")
         with self._transaction() as cur:
             self._take_lock(cur, LOCK_EXPERIMENTS)
@@ -588,6 +595,8 @@ class SqlStore(ABC):
             experiment_id = current.experiment_id
             if weights is not None:
                 latest = self._latest_experiment(cur)
+                if latest is None or latest.id != current.experiment_id:
+                    raise StateConflict(f"the routing moved under rollout {rollout_id} (period {latest and latest.id})")
                 env = latest.env_weights if latest else dict(weights)
                 shadow = _still_shadow(latest, weights)
                 what = f"step {new_step + 1}" if state == "running" else state

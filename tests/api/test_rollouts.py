@@ -120,6 +120,16 @@ def test_the_thompson_policy(client):
     assert too_much.status_code == 200  # 2 versions x 0.5 is exactly everything
     one = client.put("/config", json={"policy": "thompson", "weights": {"v1": 0}}, headers=ADMIN)
     assert one.status_code == 400 and "two versions" in one.get_json()["error"]
+    # Weights or shadow versions changed under the bandit start it again from them: its arms are what serves now.
+    moved = client.put("/config", json={"weights": {"v1": 60, "v2": 40}}, headers=ADMIN)
+    assert moved.status_code == 200, moved.get_json()
+    restarted = moved.get_json()["policy"]
+    assert (
+        restarted["versions"] == ["v1", "v2"] and restarted["since_experiment"] == moved.get_json()["experiment"]["id"]
+    )
+    assert restarted["min_share"] == 0.5  # kept from the bandit it replaces
+    shadowed = client.put("/config", json={"weights": {"v1": 100, "v2": 0}, "shadow": ["v2"]}, headers=ADMIN)
+    assert shadowed.status_code == 400 and "two versions" in shadowed.get_json()["error"]  # say "fixed" first
     fixed = client.put("/config", json={"policy": "fixed"}, headers=ADMIN)
     assert fixed.get_json()["policy"] == {"name": "fixed"}
     assert client.get("/ab/report").get_json()["srm"]["applicable"] is True

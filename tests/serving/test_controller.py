@@ -116,6 +116,16 @@ def test_the_bandit_moves_traffic_to_the_better_version_and_keeps_a_minimum(stor
     controller.stop()
 
 
+def test_the_bandit_never_routes_to_a_shadow_version(store):
+    policy = {"name": "thompson", "min_share": 0.1, "versions": ["v1", "v2"], "since_experiment": None}
+    first = store.start_experiment({"v1": 100, "v2": 0}, {"v1": 100, "v2": 0}, "api", shadow=["v2"], policy=policy)
+    labelled(store, first.id, "v1", 200, 100)
+    controller = Controller(store, interval=1.0)
+    controller.tick()
+    assert store.latest_experiment() == first  # one arm left: nothing to choose between
+    controller.stop()
+
+
 def test_the_lease_is_taken_over_once_it_expires(store):
     holder = Controller(store, interval=0.01)
     holder.tick()

@@ -237,6 +237,18 @@ def test_a_rollout_moves_by_compare_and_set(store):
     assert store.start_rollout({"steps": [50]}, {"v1": 50, "v2": 50}, {"decision": "start"}).id > rollout.id
 
 
+def test_a_rollout_owns_the_routing_until_it_ends(store):
+    rollout = store.start_rollout({"steps": [10, 100]}, {"v1": 90, "v2": 10}, {"decision": "start"})
+    with pytest.raises(StateConflict, match="owns the routing"):
+        store.start_experiment({"v1": 50, "v2": 50}, {"v1": 50, "v2": 50}, "api", unless_rollout=True)
+    moved = store.ensure_experiment({"v1": 70, "v2": 30}, {"v1": 70, "v2": 30})  # new environment weights win
+    with pytest.raises(StateConflict, match="the routing moved"):  # a decision must not undo them
+        store.decide_rollout(rollout.id, 0, state="running", new_step=1, entry={}, weights={"v1": 50, "v2": 50})
+    assert store.latest_experiment() == moved
+    store.decide_rollout(rollout.id, 0, state="aborted", new_step=0, entry={}, weights=None)
+    assert store.start_experiment({"v1": 1, "v2": 1}, {"v1": 1}, "api", unless_rollout=True).id > moved.id
+
+
 def test_evaluators_deciding_at_once_record_one_decision(connect):
     store = connect()
     rollout = store.start_rollout({"steps": [10, 100]}, {"v1": 90, "v2": 10}, {"decision": "start"})
