@@ -257,6 +257,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
             "max_p99_ms": {"type": "number", "exclusiveMinimum": 0},
             "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+            "max_step_minutes": {"type": ["number", "null"], "minimum": 0.1},
         },
     },
     "Rollout": {

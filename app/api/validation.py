@@ -17,6 +17,7 @@ import numpy.typing as npt
 from app.clock import parse_since
 from app.errors import BadRequest
 from app.features import FLOAT32_MAX
+from app.reports.drift import MAX_HISTORY_POINTS
 from app.serving.rollouts import RolloutPlan
 from app.serving.router import ConfigUpdate
 from app.store.contract import POLICIES
@@ -29,7 +30,6 @@ MAX_VERSION_LENGTH = 64
 MAX_SHADOW_VERSIONS = 5
 MAX_ROLLOUT_STEPS = 20
 DEFAULT_HISTORY_POINTS = 20
-MAX_HISTORY_POINTS = 100
 
 
 @dataclass(frozen=True)
@@ -288,6 +288,7 @@ def parse_rollout_plan(payload: Any) -> RolloutPlan:
         "max_error_rate": (0.0, 1.0, False),
         "max_p99_ms": (0.001, 600_000.0, False),
         "alpha": (0.0001, 0.5, False),
+        "max_step_minutes": (0.1, 525_600.0, False),
     }
     values: dict[str, Any] = {}
     for field, (low, high, integer) in numbers.items():

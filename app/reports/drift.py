@@ -24,6 +24,9 @@ from app.settings import Settings
 from app.stats.drift import detect_drift
 from app.store import Store, WindowRow
 
+MAX_HISTORY_POINTS = 100
+"""The most windows the drift history goes back."""
+
 # How many recent rows are read to fill a window whose clients are capped: enough for one dominant
 # client to be skipped past, bounded so a scrape stays cheap.
 _SCAN_FACTOR = 4

@@ -89,7 +89,7 @@ class Controller:
         plan = RolloutPlan.from_dict(rollout.plan)
         counts = self.store.variant_counts(experiment_id=rollout.experiment_id)
         latency = self.store.latency_histograms(experiment_id=rollout.experiment_id)
-        verdict = evaluate(plan, rollout.step, counts, latency)
+        verdict = evaluate(plan, rollout.step, counts, latency, elapsed=time.time() - rollout.updated_at)
         if verdict.decision == "hold":
             return
         versions = list(current.weights) if current else [plan.baseline, plan.candidate]

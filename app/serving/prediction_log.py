@@ -49,6 +49,8 @@ class PredictionLog:
         self._stopping = threading.Event()
         self._since_trim = 0
         self._unwritten: list[PredictionRecord] = []  # rows a failed write keeps for the next flush
+        self._errors: dict[tuple[int | None, str], int] = {}  # failed predictions per (period, version)
+        self._errors_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> None:
@@ -60,13 +62,13 @@ class PredictionLog:
         if self.admits(len(records)):
             self.extend(records)
 
-    def admits(self, rows: int) -> bool:
-        """Whether ``rows`` more rows fit in the buffer; if not, they are counted lost now, so a caller can
-        skip building records that would be dropped (a big batch while the store falls behind)."""
+    def admits(self, rows: int, *, share: float = 1.0) -> bool:
+        """Whether ``rows`` more rows fit in ``share`` of the buffer; if not, they are counted lost now, so a caller
+        can skip building records that would be dropped (a big batch while the store falls behind)."""
         if self._stopping.is_set():
             self._on_lost("shutdown", rows)  # a request that outlived the graceful timeout
             return False
-        if len(self._pending) + len(self._unwritten) + rows > self._max_rows:
+        if len(self._pending) + len(self._unwritten) + rows > self._max_rows * share:
             self._on_lost("queue_full", rows)
             return False
         return True
@@ -74,6 +76,12 @@ class PredictionLog:
     def extend(self, records: Sequence[PredictionRecord]) -> None:
         """Buffer records ``admits`` let in."""
         self._pending.extend(records)  # deque.extend is atomic under the GIL
+
+    def count_errors(self, experiment_id: int | None, version: str, rows: int) -> None:
+        """Count rows a version failed to predict; written with the next flush (a failure never waits for the store)."""
+        with self._errors_lock:
+            key = (experiment_id, version)
+            self._errors[key] = self._errors.get(key, 0) + rows
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything buffered so far; True once it is in the store (or was counted lost)."""
@@ -127,12 +135,22 @@ class PredictionLog:
                 return
 
     def _drain(self) -> None:
+        self._write_errors()
         pending = self._pending
         fresh = [pending.popleft() for _ in range(len(pending))]
         if self._unwritten:
             self._write(self._unwritten + fresh, retry=True)
         elif fresh:
             self._write(fresh, retry=False)
+
+    def _write_errors(self) -> None:
+        with self._errors_lock:
+            errors, self._errors = self._errors, {}
+        for (experiment_id, version), rows in errors.items():
+            try:
+                self._store.count_errors(experiment_id, version, rows)
+            except StoreUnavailable:
+                self.count_errors(experiment_id, version, rows)  # kept for the next flush
 
     def _write(self, batch: list[PredictionRecord], *, retry: bool) -> None:
         try:

@@ -7,7 +7,8 @@ A rollout moves the candidate through the plan's steps (percent of traffic; the 
 other version none). Each step is an experiment period of its own, and only that period's evidence counts:
 
 * **roll back at once** when the candidate's error rate is above ``max_error_rate`` beyond doubt (the lower end
-  of its 95% Wilson interval is), when its p99 latency is above ``max_p99_ms`` (once it served enough requests
+  of its always-valid 95% confidence sequence is; rows that failed count like the rows served), when its p99
+  latency is above ``max_p99_ms`` (once it served enough requests
   for a p99 to mean something), or when the always-valid confidence sequence of its accuracy minus the
   baseline's lies wholly below 0;
 * **advance** when the candidate has at least ``min_labels`` labels in the step and that sequence lies wholly
@@ -25,9 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from app.stats.experiment import wilson_interval
 from app.stats.latency import quantile_ms
-from app.stats.sequential import compare_sequential
+from app.stats.sequential import compare_sequential, proportion_sequence
 from app.store import VariantCounts
 
 MIN_P99_REQUESTS = 100
@@ -46,6 +46,9 @@ class RolloutPlan:
     max_error_rate: float = 0.02
     max_p99_ms: float = 50.0
     alpha: float = 0.05
+    max_step_minutes: float | None = None
+    """A step still undecided after this long is rolled back (the candidate could not show it is as good);
+    None: a step may hold for as long as labels take to come."""
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON (stored with the rollout and shown by ``GET /rollouts/current``)."""
@@ -83,9 +86,24 @@ class Verdict:
 
 
 def evaluate(
-    plan: RolloutPlan, step: int, counts: Sequence[VariantCounts], latency: Mapping[str, list[int]]
+    plan: RolloutPlan,
+    step: int,
+    counts: Sequence[VariantCounts],
+    latency: Mapping[str, list[int]],
+    elapsed: float = 0.0,
 ) -> Verdict:
-    """The decision for step ``step`` from its period's counters and latency histograms."""
+    """The decision for step ``step`` from its period's counters and latency histograms, ``elapsed`` seconds into
+    the step."""
+    verdict = _judge(plan, step, counts, latency)
+    limit = plan.max_step_minutes
+    if verdict.decision == "hold" and limit is not None and elapsed >= 60.0 * limit:
+        reason = f"no decision after {elapsed / 60.0:.0f} minutes (max_step_minutes {limit:g}): {verdict.reason}"
+        return Verdict("rollback", reason, verdict.evidence)
+    return verdict
+
+
+def _judge(plan: RolloutPlan, step: int, counts: Sequence[VariantCounts], latency: Mapping[str, list[int]]) -> Verdict:
+    """The step's decision on its evidence alone."""
     by_version = {c.version: c for c in counts}
     cand = _side(by_version.get(plan.candidate), latency.get(plan.candidate, []))
     base = _side(by_version.get(plan.baseline), latency.get(plan.baseline, []))
@@ -99,7 +117,8 @@ def evaluate(
     c = by_version.get(plan.candidate)
     b = by_version.get(plan.baseline)
     attempts = (c.requests + c.errors) if c else 0
-    if c and c.errors and wilson_interval(c.errors, attempts)[0] > plan.max_error_rate:
+    # Read every few seconds, so the error rate is judged on its always-valid interval too.
+    if c and c.errors and proportion_sequence(c.errors, attempts, alpha=plan.alpha)[0] > plan.max_error_rate:
         rate = c.errors / attempts
         return Verdict(
             "rollback",

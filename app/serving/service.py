@@ -27,7 +27,7 @@ import numpy.typing as npt
 from app.clock import iso, utc_now
 from app.errors import BadRequest, Conflict, IntegrityError, ModelUnavailable, NotFound
 from app.reports.ab import ab_report
-from app.reports.drift import drift_history, window_drift
+from app.reports.drift import MAX_HISTORY_POINTS, drift_history, window_drift
 from app.reports.timeline import timeline
 from app.serving import metrics, model_sync
 from app.serving.controller import Controller, history_entry
@@ -57,6 +57,7 @@ from app.store import (
 log = logging.getLogger(__name__)
 
 _DRIFT_CACHE_SECONDS = 1.0
+_FAILURE_LOG_SECONDS = 60.0
 _DRIFT_HISTORY_CACHE_SECONDS = 5.0
 _PYTHON_ARGMAX_ROWS = 16
 _ACCURACY_CACHE_SECONDS = 1.0
@@ -180,8 +181,9 @@ class Service:
             on_lost=lambda n: metrics.LOG_ERRORS.labels("shadow_dropped").inc(n),
         )
         self.controller = Controller(self.store, interval=settings.controller_interval_seconds)
+        self._failure_logged: dict[str, float] = {}
         self._drift_cache: tuple[float, dict[str, Any]] | None = None
-        self._drift_history_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._drift_history_cache: tuple[float, dict[str, Any]] | None = None
         self._accuracy_cache: tuple[float, int, dict[str, float]] | None = None
         self._stop = threading.Event()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="state-sync", daemon=True)
@@ -240,7 +242,7 @@ class Service:
         try:
             proba = state.models.versions[version].predictor.predict_proba(X)
         except Exception:  # noqa: BLE001 - any failure of a model is answered 503 and counted, never a 500
-            self._count_failure(state, version, routed)
+            self._count_failure(state, version, routed, len(X))
             raise ModelUnavailable(f"model {version} failed to predict; the failure is logged and counted") from None
         names = state.models.class_names
         latency = time.perf_counter() - started
@@ -261,14 +263,17 @@ class Service:
                     metrics.PREDICTIONS.labels(version, names[c]).inc(count)
         return answer
 
-    def _count_failure(self, state: State, version: str, routed: bool) -> None:
-        """A version failed to predict: logged with its traceback and counted where a rollout's guard reads it."""
-        log.exception("model %s failed to predict", version)
+    def _count_failure(self, state: State, version: str, routed: bool, rows: int) -> None:
+        """A version failed to predict: counted, per row like its requests, where a rollout's guard reads it, and
+        logged with its traceback at most once a minute per version (a broken model fails every request)."""
         metrics.PREDICTION_FAILURES.labels(version).inc()
-        try:
-            self.store.count_errors(state.experiment.id or None if routed else None, version)
-        except StoreUnavailable as exc:
-            log.error("failed prediction not counted in the store: %s", exc)
+        self.prediction_log.count_errors(state.experiment.id or None if routed else None, version, rows)
+        now = time.monotonic()
+        if now - self._failure_logged.get(version, -_FAILURE_LOG_SECONDS) >= _FAILURE_LOG_SECONDS:
+            self._failure_logged[version] = now
+            log.exception(
+                "model %s failed to predict (logged once a minute; prediction_failures_total counts)", version
+            )
 
     def _serving_version(self, state: State, version: str | None, user_id: str | None) -> str:
         """The version asked for (it must be loaded), or the router's choice."""
@@ -527,6 +532,7 @@ class Service:
                 rollout.step,
                 self.store.variant_counts(experiment_id=rollout.experiment_id),
                 self.store.latency_histograms(experiment_id=rollout.experiment_id),
+                elapsed=time.time() - rollout.updated_at,
             )
             view["evidence"] = verdict.evidence
             view["next"] = {"decision": verdict.decision, "reason": verdict.reason}
@@ -599,17 +605,19 @@ class Service:
         return result
 
     def drift_history(self, points: int) -> dict[str, Any]:
-        """Drift of ``points`` successive windows back through the log, oldest first (cached 5 s per ``points``)."""
+        """Drift of up to ``points`` successive windows back through the log, oldest first. The whole history
+        (MAX_HISTORY_POINTS windows) is computed at most every 5 s whatever ``points`` callers ask for."""
         now = time.monotonic()
-        cached = self._drift_history_cache.get(points)
-        if cached and now - cached[0] < _DRIFT_HISTORY_CACHE_SECONDS:
-            return cached[1]
-        models = self.state.models
-        if models.reference is None:
-            raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
-        result = drift_history(self.store, models.reference, models.feature_names, self.settings, points)
-        self._drift_history_cache[points] = (now, result)
-        return result
+        cached = self._drift_history_cache
+        if cached is None or now - cached[0] >= _DRIFT_HISTORY_CACHE_SECONDS:
+            models = self.state.models
+            if models.reference is None:
+                raise ModelUnavailable("training statistics are not loaded; drift cannot be computed")
+            history = drift_history(
+                self.store, models.reference, models.feature_names, self.settings, MAX_HISTORY_POINTS
+            )
+            cached = self._drift_history_cache = (now, history)
+        return {**cached[1], "windows": cached[1]["windows"][-points:]}
 
     def ab_report(self, since: float | None = None) -> dict[str, Any]:
         """The A/B verdict for the current experiment period, or for everything since ``since``.
@@ -657,7 +665,13 @@ class Service:
             if rollout is not None:
                 view = self._rollout_view(rollout)
                 snapshot["rollout"] = {"step": view["step"], "state": view["state"], "share": view["share"]}
-            snapshot["shadow"] = ab_report(self.store, state.experiment)["shadow"] if state.experiment.shadow else {}
+            snapshot["shadow"] = {
+                c.version: {
+                    "agreement": c.agreed / c.requests if c.requests else None,
+                    "accuracy": c.correct / c.labeled if c.labeled else None,
+                }
+                for c in self.store.shadow_counts(experiment_id=state.experiment.id)
+            }
         except StoreUnavailable as exc:
             log.warning("rollout and shadow gauges not computed for /metrics: %s", exc)
         return snapshot

@@ -9,7 +9,8 @@ row's label, so the A/B report can judge a candidate on live traffic before it s
 
 Only rows the prediction log took are scored (a row missing from the log could never be labelled). Beyond the
 queue bound, or when a shadow version is not loaded in this worker, rows are dropped and counted
-(``prediction_log_errors_total{reason="shadow_dropped"}``).
+(``prediction_log_errors_total{reason="shadow_dropped"}``); shadow rows give way to served ones when the log's
+buffer is half full (counted as ``queue_full``). They count toward LOG_RETENTION_ROWS like served rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from app.serving.registry import ModelSet
 from app.store import PredictionRecord
 
 log = logging.getLogger(__name__)
+
+SHADOW_LOG_SHARE = 0.5
+"""Shadow rows are admitted to the prediction log's buffer only while it is less than half full: when the store
+falls behind, the served rows (the ones labels are for) keep the room."""
 
 
 class Served(NamedTuple):
@@ -90,8 +95,12 @@ class ShadowScorer:
 
     def score_pending(self) -> int:
         """Score everything queued now; returns how many shadow rows went to the prediction log."""
-        queue = self._queue
-        batch = [queue.popleft() for _ in range(len(queue))]
+        batch: list[Served] = []
+        while True:  # popleft until empty: safe if another thread drains too
+            try:
+                batch.append(self._queue.popleft())
+            except IndexError:
+                break
         self._queued_rows = max(0, self._queued_rows - sum(len(s.prediction_ids) for s in batch))
         by_version: dict[str, list[Served]] = {}
         for served in batch:
@@ -116,7 +125,7 @@ class ShadowScorer:
             self._on_lost(rows)
             return 0
         latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(items))
-        if not self._log.admits(rows):
+        if not self._log.admits(rows, share=SHADOW_LOG_SHARE):
             return 0
         classes: list[int] = proba.argmax(axis=1).tolist()
         probabilities: list[list[float]] = proba.tolist()

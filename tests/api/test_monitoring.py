@@ -118,7 +118,7 @@ def test_drift_history_is_cached_for_a_few_seconds(make_app):
     c.post("/predict", json={"instances": iris_rows(0.0)})
     service_of(app).prediction_log.flush()
     assert c.get("/drift/history").get_json()["windows"] == []  # the same answer within 5 s
-    assert len(c.get("/drift/history?points=3").get_json()["windows"]) == 1  # another question is asked anew
+    assert c.get("/drift/history?points=3").get_json()["windows"] == []  # whatever points: one history, cached
 
 
 @pytest.mark.parametrize("points", ["0", "101", "-1", "1.5", "", "abc", "1e2", "٣", "99999999999999999999"])
@@ -126,3 +126,14 @@ def test_drift_history_refuses_points_out_of_range(client, points):
     r = client.get("/drift/history", query_string={"points": points})
     assert r.status_code == 400 and "points must be a whole number from 1 to 100" in r.get_json()["error"]
     check_schema(r, "/drift/history")
+
+
+def test_drift_history_points_are_the_newest_windows_of_one_history(make_app):
+    app = make_app(drift_client_share=1.0, drift_window=30, drift_min_samples=30)
+    c = app.test_client()
+    for shift in (0.0, 0.0, 3.0):  # three windows of 30 rows, the newest shifted
+        c.post("/predict", json={"instances": iris_rows(shift)[::3][:30]})
+    service_of(app).prediction_log.flush()
+    three = c.get("/drift/history?points=3").get_json()["windows"]
+    assert len(three) == 3 and three[-1]["drift_detected"] and not three[0]["drift_detected"]
+    assert c.get("/drift/history?points=1").get_json()["windows"] == three[-1:]

@@ -6,7 +6,7 @@ import pytest
 
 from app.api import service_of
 from tests.api.helpers import check_schema, sample
-from tests.helpers import ADMIN, SETOSA, counter
+from tests.helpers import ADMIN, SETOSA, counter, wait_until
 
 PLAN = {"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100], "min_labels": 200, "margin": 0.05,
         "max_error_rate": 0.02, "max_p99_ms": 50}  # fmt: skip
@@ -89,11 +89,14 @@ def test_shadow_and_policy_through_put_config(client, app):
     for _ in range(5):
         assert client.post("/predict", json={"features": SETOSA}).get_json()["model_version"] == "v1"
     service = service_of(app)
-    service.shadow.score_pending()
-    assert service.prediction_log.flush()
+
+    def scored() -> bool:
+        service.prediction_log.flush()
+        return client.get("/ab/report").get_json()["shadow"].get("v2", {}).get("requests") == 5
+
+    wait_until(scored, timeout=5, message="the five rows scored by the shadow version")
     report = client.get("/ab/report")
     check_schema(report, "/ab/report")
-    assert report.get_json()["shadow"]["v2"]["requests"] >= 1
     assert report.get_json()["experiment"]["shadow"] == ["v2"]
     text = client.get("/metrics").get_data(as_text=True)
     assert sample(text, "model_shadow_agreement", version="v2") is not None

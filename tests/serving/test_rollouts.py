@@ -76,3 +76,13 @@ def test_step_weights_leave_other_versions_out():
     assert PLAN.weights(10, ["v1", "v2", "v3"]) == {"v1": 90, "v2": 10, "v3": 0}
     assert PLAN.weights(100, ["v1", "v2"]) == {"v1": 0, "v2": 100}
     assert RolloutPlan.from_dict(PLAN.to_dict()) == PLAN
+
+
+def test_a_step_that_stays_undecided_too_long_is_rolled_back():
+    plan = RolloutPlan("v2", "v1", (10, 50), max_step_minutes=30)
+    waiting = [counts("v1", 100, 95), counts("v2", 10, 10)]
+    assert evaluate(plan, 0, waiting, {}, elapsed=29 * 60).decision == "hold"
+    verdict = evaluate(plan, 0, waiting, {}, elapsed=31 * 60)
+    assert verdict.decision == "rollback" and "no decision after 31 minutes" in verdict.reason
+    assert "v2 has 10 of 200" in verdict.reason
+    assert evaluate(PLAN, 0, waiting, {}, elapsed=10**6).decision == "hold"  # no limit unless asked

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from app.errors import BadRequest
+from app.errors import BadRequest, ModelUnavailable
 from app.serving.router import ConfigUpdate
 from app.serving.service import Service
 from app.store import StoreUnavailable
@@ -155,3 +155,22 @@ def test_a_configured_salt_wins(settings):
         assert service.salt == "my-own-salt"
     finally:
         service.stop()
+
+
+def test_a_failing_model_is_answered_503_and_counted_per_row(service, monkeypatch, caplog):
+    service.set_config(ConfigUpdate(weights={"v1": 0, "v2": 100}))
+
+    def broken(X):
+        raise RuntimeError("the forest fell over")
+
+    monkeypatch.setattr(service.models.versions["v2"].predictor, "predict_proba", broken)
+    before = counter("prediction_failures_total", version="v2")
+    rows = np.repeat(SETOSA, 5, axis=0)
+    for _ in range(3):
+        with pytest.raises(ModelUnavailable, match="model v2 failed to predict"):
+            service.predict(rows, None, 0.0, service.state)
+    assert counter("prediction_failures_total", version="v2") == before + 3
+    assert service.prediction_log.flush()
+    (counts,) = service.store.variant_counts(experiment_id=service.experiment.id)
+    assert (counts.version, counts.requests, counts.errors) == ("v2", 0, 15)  # per row, like requests
+    assert sum("the forest fell over" in r.exc_text for r in caplog.records if r.exc_text) == 1  # once a minute
