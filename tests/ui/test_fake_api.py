@@ -100,7 +100,29 @@ def test_every_field_the_fake_sends_the_real_api_sends_too(client: FlaskClient, 
         if path == "/ab/timeline":
             for version, points in fake.pop("shadow").items():
                 found.extend(differences(points, real[(method, path)]["versions"]["v1"], f"shadow {version}"))
+        if path == "/ab/report":
+            fake_shadow = fake.pop("shadow")
         found.extend(differences(fake, real[(method, path)], f"{method} {path}"))
+
+    # A shadow version's block, and a rollout, as the real API sends them.
+    shadow = client.put("/config", json={"weights": {"v1": 100, "v2": 0}, "shadow": ["v2"]}, headers=ADMIN)
+    assert shadow.status_code == 200, shadow.get_json()
+    seed(client)
+
+    def labelled_shadow() -> dict[str, Any] | None:
+        block: dict[str, Any] | None = client.get("/ab/report").get_json()["shadow"].get("v2")
+        return block if block and block["labeled"] else None
+
+    real_shadow = wait_until(labelled_shadow, timeout=10, message="the shadow version's rows labelled")
+    for version, block in fake_shadow.items():
+        found.extend(differences(block, real_shadow, f"GET /ab/report.shadow.{version}"))
+    started = client.post(
+        "/rollouts", json={"candidate": "v2", "baseline": "v1", "steps": [10, 50, 100]}, headers=ADMIN
+    )
+    assert started.status_code == 201, started.get_json()
+    real_rollout = client.get("/rollouts/current").get_json()
+    fake_rollout = requests.get(f"{fake_api.url}/rollouts/current", timeout=5).json()
+    found.extend(differences(fake_rollout, real_rollout, "GET /rollouts/current"))
 
     assert found == []
     assert real[("GET", "/drift/history?points=20")]["windows"]  # compared with a real window, not nothing
