@@ -341,20 +341,6 @@ ROLLOUT: dict[str, Any] = {
             "evidence": None,
         },
         {
-            "at": "2026-11-23T09:00:00+00:00",
-            "step": 0,
-            "weights": {"v1": 90, "v2": 10},
-            "decision": "hold",
-            "reason": "v2 has 96 of the 200 labels the plan needs",
-            "evidence": {
-                "candidate": _side(190, 96, 0.958, 0.0, 11.2),
-                "baseline": _side(1712, 851, 0.941, 0.001, 9.8),
-                "accuracy_diff": 0.017,
-                "confidence_sequence": [-0.061, 0.095],
-                "p_value": 1.0,
-            },
-        },
-        {
             "at": "2026-11-24T03:00:00+00:00",
             "step": 1,
             "weights": {"v1": 50, "v2": 50},
@@ -368,21 +354,16 @@ ROLLOUT: dict[str, Any] = {
                 "p_value": 1.0,
             },
         },
-        {
-            "at": "2026-11-24T09:00:00+00:00",
-            "step": 1,
-            "weights": {"v1": 50, "v2": 50},
-            "decision": "hold",
-            "reason": "v2 has 31 of the 200 labels this step needs",
-            "evidence": {
-                "candidate": _side(64, 31, 0.742, 0.0, 12.4),
-                "baseline": _side(61, 30, 0.967, 0.0, 10.1),
-                "accuracy_diff": -0.225,
-                "confidence_sequence": [-0.52, 0.07],
-                "p_value": 0.21,
-            },
-        },
     ],
+    # While it runs: this step's evidence so far, and what the controller would decide now.
+    "evidence": {
+        "candidate": _side(64, 31, 0.742, 0.0, 12.4),
+        "baseline": _side(61, 30, 0.967, 0.0, 10.1),
+        "accuracy_diff": -0.225,
+        "confidence_sequence": [-0.52, 0.07],
+        "p_value": 0.21,
+    },
+    "next": {"decision": "hold", "reason": "waiting for labels: v2 has 31 of 200"},
 }
 
 HEALTH: dict[str, Any] = {"status": "healthy", "models_loaded": True}

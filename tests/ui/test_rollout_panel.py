@@ -42,7 +42,8 @@ def test_the_state_the_step_and_every_decision_newest_first(fake_api: FakeApi) -
     }
     (bar,) = rollout.progress
     assert (bar.value, bar.text) == (66, "Step 2 of 3: v2 planned at 50% of traffic (steps 10%, 50%, 100%)")
-    # The latest decision that had evidence, in numbers.
+    # This step's evidence so far, in numbers, and what the controller would decide now.
+    assert "Now: hold, waiting for labels: v2 has 31 of 200" in [c.value for c in rollout.caption]
     assert metrics["Accuracy difference"] == "-22.5 pp"
     assert metrics["Always-valid interval"] == "[-52.0, +7.0] pp"
     assert metrics["Always-valid p"] == "0.21"
@@ -50,12 +51,12 @@ def test_the_state_the_step_and_every_decision_newest_first(fake_api: FakeApi) -
     assert list(sides[""]) == ["v2 (candidate)", "v1 (baseline)"]
     assert list(sides["accuracy"]) == ["74.2%", "96.7%"] and list(sides["p99 latency"]) == ["12.4 ms", "10.1 ms"]
     decisions = rollout.dataframe[1].value
-    assert list(decisions["decision"]) == ["hold", "advance", "hold", "start"]
-    assert list(decisions["step"]) == [2, 2, 1, 1]
-    assert list(decisions["weights"]) == ["v1 50 · v2 50", "v1 50 · v2 50", "v1 90 · v2 10", "v1 90 · v2 10"]
-    assert decisions["reason"][1] == "v2 is no worse than v1 by more than 5 points, errors and p99 within the plan"
-    assert decisions["accuracy difference [always valid] (pp)"][0] == "-22.5 [-52.0, +7.0] · p = 0.21"
-    assert decisions["accuracy difference [always valid] (pp)"][3] == "—"
+    assert list(decisions["decision"]) == ["advance", "start"]
+    assert list(decisions["step"]) == [2, 1]
+    assert list(decisions["weights"]) == ["v1 50 · v2 50", "v1 90 · v2 10"]
+    assert decisions["reason"][0] == "v2 is no worse than v1 by more than 5 points, errors and p99 within the plan"
+    assert decisions["accuracy difference [always valid] (pp)"][0] == "+2.1 [-4.2, +8.4] · p = 1"
+    assert decisions["accuracy difference [always valid] (pp)"][1] == "—"
     captions = [c.value for c in rollout.caption]
     assert "Enter the admin token in the Admin tab to abort this rollout." in captions
     assert "Plan: v2 at 10%, 50%, 100% of traffic; at least 200 labels per step; " in " ".join(captions)

@@ -90,8 +90,15 @@ def show_decisions(rollout: dict[str, Any]) -> None:
     """The evidence of the latest decision, every decision, and the plan."""
     candidate, baseline = rollout.get("candidate", "?"), rollout.get("baseline", "?")
     history = [e for e in rollout.get("history") or [] if isinstance(e, dict)]
-    latest = next((e for e in reversed(history) if isinstance(e.get("evidence"), dict)), None)
-    _show_evidence(latest, {"candidate": candidate, "baseline": baseline})
+    upcoming = rollout.get("next")
+    if rollout.get("state") == "running" and isinstance(rollout.get("evidence"), dict):
+        # While it runs the server sends this step's evidence so far and what it would decide now.
+        now = upcoming if isinstance(upcoming, dict) else {}
+        decision = {"at": None, "decision": now.get("decision", "?"), "reason": now.get("reason", "")}
+        _show_evidence({**decision, "evidence": rollout["evidence"]}, {"candidate": candidate, "baseline": baseline})
+    else:
+        latest = next((e for e in reversed(history) if isinstance(e.get("evidence"), dict)), None)
+        _show_evidence(latest, {"candidate": candidate, "baseline": baseline})
     _show_history(history)
     plan = rollout.get("plan")
     if isinstance(plan, dict):
@@ -146,12 +153,17 @@ def _points(bounds: object) -> str | None:
 
 
 def _show_evidence(decision: dict[str, Any] | None, versions: dict[str, Any]) -> None:
-    """The numbers of the latest decision that had some: the difference, and each side's health."""
+    """The numbers of this step so far (``at`` None), or of the latest decision that had some: the difference,
+    and each side's health."""
     if decision is None:
         return
     evidence = decision["evidence"]
-    st.subheader("Latest evidence")
-    st.caption(f"{format_when(decision.get('at'))}: {decision.get('decision', '?')}, {decision.get('reason', '')}")
+    if decision.get("at") is None:
+        st.subheader("This step so far")
+        st.caption(f"Now: {decision.get('decision', '?')}, {decision.get('reason', '')}")
+    else:
+        st.subheader("Latest evidence")
+        st.caption(f"{format_when(decision.get('at'))}: {decision.get('decision', '?')}, {decision.get('reason', '')}")
     diff_col, sequence_col, p_col = st.columns(3)
     diff = as_float(evidence.get("accuracy_diff"))
     diff_col.metric("Accuracy difference", DASH if diff is None else f"{diff * 100:+.1f} pp")
