@@ -137,6 +137,7 @@ def fake_ui_page(tmp_path: Path) -> Iterator[tuple[Page, FakeApi]]:
 def _screenshot(page: Page, name: str, tmp_path: Path) -> None:
     """A picture of the page: into docs/ with UPDATE_SCREENSHOT=1, else a scratch file."""
     shot = DOCS / name if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / name
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)  # every element drawn, none still a placeholder
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000  # a rendered page, not an empty canvas
 
@@ -218,6 +219,8 @@ def test_experiment_drift_and_rollout_tabs_in_the_browser(fake_ui_page: tuple[Pa
     experiment = _open_tab(page, "Experiment")
     _charts_drawn(experiment, 3)
     expect(experiment.get_by_text("Dashed: shadow versions")).to_be_visible()
+    expect(_metric_value(page, "v1 accuracy")).to_have_text("100.0%")
+    expect(experiment.get_by_test_id("stDataFrame")).to_have_count(2)  # every version, the shadow versions
     _tables_laid_out(page, experiment)
     _screenshot(page, "ui-experiment.png", tmp_path)
 
