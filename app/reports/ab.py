@@ -25,28 +25,29 @@ def ab_report(
     """
     clamped = False
     bandit = current.policy_name == "thompson"
+    periods: dict[int, Experiment] = {}
+    selection: dict[str, Any]
     if since is None and bandit:
         # Under a bandit every reallocation is a period: the report covers them all since the bandit started.
         start = int((current.policy or {})["since_experiment"])
-        counts = store.variant_counts(from_experiment=start)
-        latencies = store.latency_histograms(from_experiment=start)
-        shadow = store.shadow_counts(from_experiment=start)
+        selection = {"from_experiment": start}
         periods = {e.id: e for e in store.experiments() if e.id >= start}
-        expected = _mixed_shares(counts, periods, current)
     elif since is None:
-        counts = store.variant_counts(experiment_id=current.id)
-        latencies = store.latency_histograms(experiment_id=current.id)
-        shadow = store.shadow_counts(experiment_id=current.id)
-        expected = dict(shares) if shares is not None else traffic_shares(current.weights)
+        selection = {"experiment_id": current.id}
     else:
         since = float(int(since // COUNT_BUCKET_SECONDS) * COUNT_BUCKET_SECONDS)
         oldest = store.counted_since()
         if oldest is not None and since < oldest:
             since, clamped = oldest, True
-        counts = store.variant_counts(since=since)
-        latencies = store.latency_histograms(since=since)
-        shadow = store.shadow_counts(since=since)
-        expected = _mixed_shares(counts, {e.id: e for e in store.experiments()}, current)
+        selection = {"since": since}
+        periods = {e.id: e for e in store.experiments()}
+    counts = store.variant_counts(**selection)
+    latencies = store.latency_histograms(**selection)
+    shadow = store.shadow_counts(**selection)
+    if since is not None or bandit:  # several periods, each with its own configured shares
+        expected = _mixed_shares(counts, periods, current)
+    else:
+        expected = dict(shares) if shares is not None else traffic_shares(current.weights)
     totals: dict[str, list[int]] = {}
     for c in counts:
         entry = totals.setdefault(c.version, [0, 0, 0])

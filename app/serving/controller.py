@@ -94,12 +94,12 @@ class Controller:
             return
         versions = list(current.weights) if current else [plan.baseline, plan.candidate]
         if verdict.decision == "advance":
-            state, step, share = "running", rollout.step + 1, plan.steps[rollout.step + 1]
+            state, step = "running", rollout.step + 1
         elif verdict.decision == "promote":
-            state, step, share = "promoted", rollout.step, 100
+            state, step = "promoted", rollout.step
         else:
-            state, step, share = "rolled_back", rollout.step, 0
-        weights = plan.weights(share, versions)
+            state, step = "rolled_back", rollout.step
+        weights = plan.weights(plan.share(state, step), versions)
         entry = history_entry(step, weights, verdict.decision, verdict.reason, verdict.evidence)
         try:
             self.store.decide_rollout(

@@ -67,6 +67,10 @@ class RolloutPlan:
         below = [i for i, share in enumerate(self.steps) if share < 100]
         return below[-1]
 
+    def share(self, state: str, step: int) -> int:
+        """The candidate's percent of traffic once a rollout in ``state`` is at ``step``."""
+        return {"running": self.steps[step], "promoted": 100}.get(state, 0)
+
     def weights(self, share: int, versions: Sequence[str]) -> dict[str, int]:
         """Weights giving the candidate ``share`` percent, the baseline the rest and every other version 0."""
         weights = dict.fromkeys(versions, 0)

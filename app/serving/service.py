@@ -383,9 +383,8 @@ class Service:
         with self._lock:
             state = self.state
             current = state.experiment
-            known = list(state.models.manifest.get("versions", {})) or list(current.weights)
             try:
-                weights = merge_weights(update.weights or {}, known, current.weights)
+                weights = merge_weights(update.weights or {}, _versions(state), current.weights)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             if state.models.versions and not any(weights.get(v, 0) > 0 for v in state.models.versions):
@@ -467,10 +466,8 @@ class Service:
         """Start a canary rollout at its first step; Conflict while another one runs."""
         state = self.state
         for version in (plan.candidate, plan.baseline):
-            state.models.known(version)
             state.models.loaded(version)
-        versions = list(state.models.manifest.get("versions", {})) or list(state.experiment.weights)
-        weights = plan.weights(plan.steps[0], versions)
+        weights = plan.weights(plan.steps[0], _versions(state))
         reason = f"started: {plan.candidate} gets {plan.steps[0]}% against {plan.baseline}"
         try:
             rollout = self.store.start_rollout(
@@ -495,7 +492,7 @@ class Service:
         if rollout is None or rollout.state != "running":
             raise Conflict("no rollout is running" + (f" (rollout {rollout.id} {rollout.state})" if rollout else ""))
         plan = RolloutPlan.from_dict(rollout.plan)
-        weights = plan.weights(0, list(self.state.experiment.weights) or [plan.baseline, plan.candidate])
+        weights = plan.weights(0, _versions(self.state))
         entry = history_entry(rollout.step, weights, "abort", "aborted by an operator: the baseline serves all", None)
         try:
             ended = self.store.decide_rollout(
@@ -510,7 +507,6 @@ class Service:
 
     def _rollout_view(self, rollout: Rollout) -> dict[str, Any]:
         plan = RolloutPlan.from_dict(rollout.plan)
-        share = {"promoted": 100, "running": plan.steps[rollout.step]}.get(rollout.state, 0)
         view: dict[str, Any] = {
             "id": rollout.id,
             "state": rollout.state,
@@ -518,7 +514,7 @@ class Service:
             "baseline": plan.baseline,
             "step": rollout.step,
             "steps": list(plan.steps),
-            "share": share,
+            "share": plan.share(rollout.state, rollout.step),
             "weights": rollout.history[-1]["weights"] if rollout.history else {},
             "experiment_id": rollout.experiment_id,
             "plan": plan.to_dict(),
@@ -662,9 +658,9 @@ class Service:
         snapshot["accuracy"] = self._accuracy(state.experiment.id)
         try:
             rollout = self.store.current_rollout()
-            if rollout is not None:
-                view = self._rollout_view(rollout)
-                snapshot["rollout"] = {"step": view["step"], "state": view["state"], "share": view["share"]}
+            if rollout is not None:  # the gauges need no evidence: nothing is evaluated at scrape time
+                share = RolloutPlan.from_dict(rollout.plan).share(rollout.state, rollout.step)
+                snapshot["rollout"] = {"step": rollout.step, "state": rollout.state, "share": share}
             snapshot["shadow"] = {
                 c.version: {
                     "agreement": c.agreed / c.requests if c.requests else None,
@@ -792,6 +788,11 @@ class Service:
         except StoreUnavailable as exc:
             log.error("state store unavailable at start-up: %s", exc)
             return default
+
+
+def _versions(state: State) -> list[str]:
+    """Every version weights are kept for: the manifest's (the period's, before any manifest is loaded)."""
+    return list(state.models.manifest.get("versions", {})) or list(state.experiment.weights)
 
 
 def _feedback_error(status: str, item: FeedbackItem, message: str) -> FeedbackResult:
